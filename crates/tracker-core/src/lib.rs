@@ -1,0 +1,29 @@
+//! # tracker-core
+//!
+//! The state and the rules of the mini-torrust BitTorrent tracker, shared by the HTTP and UDP
+//! front ends so that every rule exists once.
+//!
+//! What lives here: the swarm store ([`Tracker`]: sharded `dashmap`, keyed hasher, one shard lock
+//! per announce), the announce / scrape / expiry rules of `DESIGN.md` section 3, the torrent
+//! index, statistics counters, the coarse clock and the JSON snapshot format.
+//!
+//! What does not: sockets, async runtimes, wire codecs, configuration files. This crate is
+//! synchronous and does no I/O except reading and writing snapshot files when asked.
+
+pub mod clock;
+pub mod config;
+pub mod snapshot;
+pub mod stats;
+pub mod swarm;
+pub mod tracker;
+pub mod types;
+
+pub use clock::{Clock, unix_now};
+pub use config::CoreConfig;
+pub use stats::{CounterValues, Counters, Stats, StatsSnapshot};
+pub use swarm::{CompactPeers, IndexMeta, PeerSink, PeerView, Stored};
+pub use tracker::{
+    AnnounceError, AnnounceOutcome, AnnounceRequest, IndexError, IndexPage, IndexQuery, PeerCounts,
+    PeerInfo, ScrapeCounts, SortBy, SweepReport, TorrentDetail, TorrentSummary, Tracker,
+};
+pub use types::{Event, Family, InfoHash, PeerId, PeerStatus, Protocol, canonical_ip};

@@ -1,0 +1,718 @@
+//! One torrent's swarm: its peers per address family, counters and index entry.
+//!
+//! # Layout (why it looks like this)
+//!
+//! Most swarms are small (a handful of peers) and most peers are IPv4, so the common case is
+//! kept inline and tight; everything rarer sits behind one `Option<Box<SwarmExt>>`:
+//!
+//! ```text
+//! Swarm (48 bytes, stored in the map next to its 20-byte key)
+//!   v4: Vec<Peer<6>>           packed 31-byte records, exact-size growth while small
+//!   v4_seeders, downloaded, next_purge: u32
+//!   ext: Option<Box<SwarmExt>> IPv6 peers, hash indexes of large lists, index entry (name, size)
+//!
+//! Peer<N> (N + 25 bytes, alignment 1, no padding)
+//!   addr [u8; N]   the compact wire form: IP octets then port big-endian (6 or 18 bytes);
+//!                  this is the peer's identity (DESIGN.md: (IP, port), never peer_id)
+//!   peer_id [u8; 20]
+//!   expiry [u8; 4] unix seconds, little-endian
+//!   flags u8       SEEDER | COMPLETED
+//! ```
+//!
+//! A list with at most [`INDEX_THRESHOLD`] peers is searched linearly (a few cache lines);
+//! a larger one gets a hash index `addr -> position` so that an update is O(1) however big the
+//! swarm is. Removal is `swap_remove` plus one index fix-up.
+//!
+//! # Expiry
+//!
+//! `next_purge` is a lower bound of every peer's expiry. Whenever the clock has reached it, the
+//! swarm is purged (expired peers dropped, counters recomputed) before it is read or changed,
+//! so counts and replies never depend on when the background sweep last ran. Read-only paths
+//! (scrape) that find `now >= next_purge` count live peers instead of trusting the counters.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+#[cfg(test)]
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use rand::Rng;
+
+use crate::types::{Event, PeerId, PeerStatus, socket_from_v4, socket_from_v6};
+
+/// Above this many peers in one family, a hash index keeps updates O(1).
+pub(crate) const INDEX_THRESHOLD: usize = 64;
+/// Below this many peers, the index is dropped again (hysteresis avoids flapping).
+const INDEX_DROP: usize = INDEX_THRESHOLD / 2;
+/// Lists up to this length grow one slot at a time: memory per peer stays exact for the
+/// small swarms that are most of a tracker, and copying a few hundred bytes is cheap.
+const EXACT_GROWTH_UNTIL: usize = 32;
+
+const SEEDER: u8 = 1;
+const COMPLETED: u8 = 2;
+
+/// A stored peer. All fields are byte arrays so the record is packed without `repr(packed)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Peer<const N: usize> {
+    addr: [u8; N],
+    peer_id: [u8; 20],
+    expiry: [u8; 4],
+    flags: u8,
+}
+
+impl<const N: usize> Peer<N> {
+    #[inline]
+    fn expiry(&self) -> u32 {
+        u32::from_le_bytes(self.expiry)
+    }
+    #[inline]
+    fn is_seeder(&self) -> bool {
+        self.flags & SEEDER != 0
+    }
+    #[inline]
+    fn alive(&self, now: u32) -> bool {
+        self.expiry() > now
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Peer<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("addr", &self.addr)
+            .field("peer_id", &PeerId(self.peer_id))
+            .field("expiry", &self.expiry())
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+type Index<const N: usize> = HashMap<[u8; N], u32, ahash::RandomState>;
+
+/// An indexed torrent's descriptive entry (the torrent index lives inside the swarm record, so
+/// that a whitelist check costs no extra lock on the announce path).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexMeta {
+    /// Display name.
+    pub name: String,
+    /// Total payload size in bytes.
+    pub size: u64,
+    /// When it was added, unix seconds.
+    pub added_at: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SwarmExt {
+    v6: Vec<Peer<18>>,
+    v6_seeders: u32,
+    v4_index: Option<Index<6>>,
+    v6_index: Option<Index<18>>,
+    pub(crate) meta: Option<IndexMeta>,
+}
+
+/// One torrent.
+#[derive(Debug)]
+pub(crate) struct Swarm {
+    v4: Vec<Peer<6>>,
+    v4_seeders: u32,
+    pub(crate) downloaded: u32,
+    next_purge: u32,
+    pub(crate) ext: Option<Box<SwarmExt>>,
+}
+
+impl Default for Swarm {
+    fn default() -> Self {
+        Self { v4: Vec::new(), v4_seeders: 0, downloaded: 0, next_purge: u32::MAX, ext: None }
+    }
+}
+
+/// Receives the peers selected for an announce reply, in their compact wire form, so that a
+/// protocol crate can serialise straight into its send buffer without allocating.
+pub trait PeerSink {
+    /// An IPv4 peer: 4 address bytes and the port, big-endian.
+    fn push_v4(&mut self, addr: &[u8; 6], peer_id: &[u8; 20]);
+    /// An IPv6 peer: 16 address bytes and the port, big-endian.
+    fn push_v6(&mut self, addr: &[u8; 18], peer_id: &[u8; 20]);
+}
+
+/// A convenience sink collecting compact bytes (tests, benches, simple callers).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactPeers {
+    /// Concatenated 6-byte IPv4 entries.
+    pub v4: Vec<u8>,
+    /// Concatenated 18-byte IPv6 entries.
+    pub v6: Vec<u8>,
+    /// Peer ids in the order pushed, both families.
+    pub peer_ids: Vec<PeerId>,
+}
+
+impl CompactPeers {
+    /// Empties the buffers, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.v4.clear();
+        self.v6.clear();
+        self.peer_ids.clear();
+    }
+
+    /// Every peer as a socket address (IPv4 first).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for c in self.v4.chunks_exact(6) {
+            out.push(socket_from_v4(c.try_into().unwrap_or(&[0; 6])));
+        }
+        for c in self.v6.chunks_exact(18) {
+            out.push(socket_from_v6(c.try_into().unwrap_or(&[0; 18])));
+        }
+        out
+    }
+}
+
+impl PeerSink for CompactPeers {
+    fn push_v4(&mut self, addr: &[u8; 6], peer_id: &[u8; 20]) {
+        self.v4.extend_from_slice(addr);
+        self.peer_ids.push(PeerId(*peer_id));
+    }
+    fn push_v6(&mut self, addr: &[u8; 18], peer_id: &[u8; 20]) {
+        self.v6.extend_from_slice(addr);
+        self.peer_ids.push(PeerId(*peer_id));
+    }
+}
+
+/// A peer as shown to operators and written to snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// The peer's address (its identity in the swarm).
+    pub addr: SocketAddr,
+    /// The last peer id it announced.
+    pub peer_id: PeerId,
+    /// Seeding or leeching.
+    pub status: PeerStatus,
+    /// Whether its completed download was counted.
+    pub completed: bool,
+    /// Unix seconds at which it expires.
+    pub expiry: u32,
+}
+
+/// What an announce wants from the swarm, after validation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Update {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub peer_id: [u8; 20],
+    pub event: Event,
+    pub left: u64,
+    pub expiry: u32,
+    pub want: usize,
+    pub both_families: bool,
+    pub max_peers: usize,
+}
+
+/// What happened to the announcer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Inserted or updated.
+    Stored,
+    /// `stopped`: removed, or it was not there.
+    Removed,
+    /// Answered but not stored: the swarm is at `max_peers_per_swarm`.
+    SwarmFull,
+    /// Answered but not stored: the tracker is at `max_torrents`.
+    TorrentLimit,
+}
+
+/// Counts and peers written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SwarmReply {
+    pub seeders: u32,
+    pub leechers: u32,
+    pub downloaded: u32,
+    pub peers_v4: u32,
+    pub peers_v6: u32,
+}
+
+/// Mutable view of one family's list, whatever the family.
+struct ListMut<'a, const N: usize> {
+    peers: &'a mut Vec<Peer<N>>,
+    seeders: &'a mut u32,
+    index: &'a mut Option<Index<N>>,
+}
+
+impl<const N: usize> ListMut<'_, N> {
+    fn find(&self, addr: &[u8; N]) -> Option<usize> {
+        match self.index.as_ref() {
+            Some(ix) => ix.get(addr).map(|&i| i as usize),
+            None => self.peers.iter().position(|p| &p.addr == addr),
+        }
+    }
+
+    fn push(&mut self, peer: Peer<N>) {
+        let len = self.peers.len();
+        if len == self.peers.capacity() {
+            if len < EXACT_GROWTH_UNTIL {
+                self.peers.reserve_exact(1);
+            } else {
+                self.peers.reserve(1);
+            }
+        }
+        if peer.is_seeder() {
+            *self.seeders += 1;
+        }
+        self.peers.push(peer);
+        match self.index.as_mut() {
+            Some(ix) => {
+                ix.insert(peer.addr, len as u32);
+            }
+            None if self.peers.len() > INDEX_THRESHOLD => {
+                *self.index = Some(build_index(self.peers));
+            }
+            None => {}
+        }
+    }
+
+    fn remove(&mut self, pos: usize) {
+        let gone = self.peers.swap_remove(pos);
+        if gone.is_seeder() {
+            *self.seeders -= 1;
+        }
+        if let Some(ix) = self.index.as_mut() {
+            ix.remove(&gone.addr);
+            if let Some(moved) = self.peers.get(pos) {
+                ix.insert(moved.addr, pos as u32);
+            }
+            if self.peers.len() < INDEX_DROP {
+                *self.index = None;
+            }
+        }
+    }
+
+    /// Drops expired peers; returns how many, and the lowest remaining expiry.
+    fn purge(&mut self, now: u32) -> (usize, u32) {
+        let before = self.peers.len();
+        self.peers.retain(|p| p.alive(now));
+        let removed = before - self.peers.len();
+        let mut seeders = 0;
+        let mut min = u32::MAX;
+        for p in self.peers.iter() {
+            seeders += u32::from(p.is_seeder());
+            min = min.min(p.expiry());
+        }
+        *self.seeders = seeders;
+        if removed > 0 {
+            *self.index = (self.peers.len() > INDEX_THRESHOLD).then(|| build_index(self.peers));
+        }
+        (removed, min)
+    }
+
+    /// Releases memory when the list is far below its capacity.
+    fn maybe_shrink(&mut self) {
+        let (len, cap) = (self.peers.len(), self.peers.capacity());
+        if cap > 2 * len + 4 {
+            self.peers.shrink_to(len + len / 4);
+        }
+    }
+}
+
+fn build_index<const N: usize>(peers: &[Peer<N>]) -> Index<N> {
+    let mut ix = Index::with_capacity_and_hasher(peers.len() * 2, ahash::RandomState::new());
+    for (i, p) in peers.iter().enumerate() {
+        ix.insert(p.addr, i as u32);
+    }
+    ix
+}
+
+/// Applies one announce to a list: insert, update or remove the announcer. Returns what
+/// happened, the announcer's position (to exclude it from the reply), whether it is a seeder
+/// now, and whether a completed download must be counted.
+fn apply<const N: usize>(
+    list: &mut ListMut<'_, N>,
+    addr: [u8; N],
+    u: &Update,
+    total_peers: usize,
+) -> (Stored, Option<usize>, bool, bool) {
+    let seeder = u.left == 0;
+    let pos = list.find(&addr);
+    if u.event == Event::Stopped {
+        if let Some(pos) = pos {
+            list.remove(pos);
+        }
+        return (Stored::Removed, None, seeder, false);
+    }
+    let flags = if seeder { SEEDER } else { 0 };
+    match pos {
+        Some(pos) => {
+            let p = &mut list.peers[pos];
+            let was_seeder = p.is_seeder();
+            let already = p.flags & COMPLETED != 0;
+            // Counted once per peer per torrent: an explicit `completed` with left=0, or the
+            // first time a known leecher shows up as a seeder.
+            let count = !already
+                && seeder
+                && (u.event == Event::Completed || !was_seeder);
+            p.peer_id = u.peer_id;
+            p.expiry = u.expiry.to_le_bytes();
+            p.flags = flags | if already || count { COMPLETED } else { 0 };
+            match (was_seeder, seeder) {
+                (false, true) => *list.seeders += 1,
+                (true, false) => *list.seeders -= 1,
+                _ => {}
+            }
+            (Stored::Stored, Some(pos), seeder, count)
+        }
+        None => {
+            let count = seeder && u.event == Event::Completed;
+            if total_peers >= u.max_peers {
+                return (Stored::SwarmFull, None, seeder, count);
+            }
+            let completed = if count { COMPLETED } else { 0 };
+            list.push(Peer {
+                addr,
+                peer_id: u.peer_id,
+                expiry: u.expiry.to_le_bytes(),
+                flags: flags | completed,
+            });
+            (Stored::Stored, Some(list.peers.len() - 1), seeder, count)
+        }
+    }
+}
+
+/// Writes up to `want` live peers of `peers` to `emit`, never the one at `skip`, only leechers
+/// when `leechers_only`. Starts at a random position and wraps around, so every peer has the
+/// same chance to be in a reply and the cost is O(want) unless most peers are filtered out.
+fn select<const N: usize>(
+    peers: &[Peer<N>],
+    skip: Option<usize>,
+    now: u32,
+    leechers_only: bool,
+    want: usize,
+    mut emit: impl FnMut(&Peer<N>),
+) -> usize {
+    let len = peers.len();
+    if want == 0 || len == 0 {
+        return 0;
+    }
+    let start = if len > want { rand::rng().random_range(0..len) } else { 0 };
+    let mut n = 0;
+    let (tail, head) = peers.split_at(start);
+    for (i, p) in head.iter().enumerate().map(|(i, p)| (i + start, p)).chain(tail.iter().enumerate()) {
+        if Some(i) == skip || !p.alive(now) || (leechers_only && p.is_seeder()) {
+            continue;
+        }
+        emit(p);
+        n += 1;
+        if n == want {
+            break;
+        }
+    }
+    n
+}
+
+impl Swarm {
+    fn ext(&mut self) -> &mut SwarmExt {
+        self.ext.get_or_insert_with(Box::default)
+    }
+
+    /// Number of peers stored (both families, live or not yet purged).
+    pub(crate) fn len(&self) -> usize {
+        self.v4.len() + self.ext.as_ref().map_or(0, |e| e.v6.len())
+    }
+
+    /// Nothing worth keeping: no peers and no index entry. (Download counts of torrents that are
+    /// not indexed go with their last peer, as in every tracker that keeps memory bounded.)
+    pub(crate) fn is_disposable(&self) -> bool {
+        self.len() == 0 && self.ext.as_ref().is_none_or(|e| e.meta.is_none())
+    }
+
+    pub(crate) fn meta(&self) -> Option<&IndexMeta> {
+        self.ext.as_ref().and_then(|e| e.meta.as_ref())
+    }
+
+    pub(crate) fn set_meta(&mut self, meta: Option<IndexMeta>) {
+        if meta.is_some() || self.ext.is_some() {
+            self.ext().meta = meta;
+        }
+        self.drop_empty_ext();
+    }
+
+    fn drop_empty_ext(&mut self) {
+        if let Some(e) = &self.ext {
+            if e.v6.is_empty() && e.meta.is_none() && e.v4_index.is_none() {
+                self.ext = None;
+            }
+        }
+    }
+
+    /// Purges expired peers if any may have expired. Returns the number removed.
+    pub(crate) fn purge_if_due(&mut self, now: u32) -> usize {
+        if now < self.next_purge {
+            return 0;
+        }
+        let mut none4 = None;
+        let index = match self.ext.as_deref_mut() {
+            Some(e) => &mut e.v4_index,
+            None => &mut none4,
+        };
+        let (r4, min4) =
+            ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index }.purge(now);
+        if let Some(ix) = none4 {
+            self.ext().v4_index = Some(ix);
+        }
+        let (r6, min6) = match self.ext.as_deref_mut() {
+            Some(e) => {
+                ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index }
+                    .purge(now)
+            }
+            None => (0, u32::MAX),
+        };
+        self.next_purge = min4.min(min6);
+        self.drop_empty_ext();
+        r4 + r6
+    }
+
+    /// Shrinks lists that are far below their capacity (sweep only).
+    pub(crate) fn maybe_shrink(&mut self) {
+        let mut none4 = None;
+        let index = match self.ext.as_deref_mut() {
+            Some(e) => &mut e.v4_index,
+            None => &mut none4,
+        };
+        ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index }.maybe_shrink();
+        if let Some(e) = self.ext.as_deref_mut() {
+            ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index }
+                .maybe_shrink();
+        }
+    }
+
+    /// Seeders and leechers that are alive at `now`, without changing anything.
+    pub(crate) fn live_counts(&self, now: u32) -> (u32, u32) {
+        let v6 = self.ext.as_ref().map(|e| (e.v6.as_slice(), e.v6_seeders));
+        if now < self.next_purge {
+            let seeders = self.v4_seeders + v6.map_or(0, |v| v.1);
+            return (seeders, self.len() as u32 - seeders);
+        }
+        let (mut s, mut l) = (0u32, 0u32);
+        let mut count = |alive: bool, seeder: bool| {
+            if alive {
+                if seeder { s += 1 } else { l += 1 }
+            }
+        };
+        for p in &self.v4 {
+            count(p.alive(now), p.is_seeder());
+        }
+        for p in v6.map_or(&[][..], |v| v.0) {
+            count(p.alive(now), p.is_seeder());
+        }
+        (s, l)
+    }
+
+    /// Applies an announce and writes the selected peers. One call per announce, under the
+    /// one shard lock the caller holds.
+    pub(crate) fn announce(
+        &mut self,
+        u: &Update,
+        now: u32,
+        sink: &mut impl PeerSink,
+    ) -> (Stored, SwarmReply) {
+        // Expired peers go first, so counts and the reply never depend on sweep timing.
+        self.purge_if_due(now);
+        let total = self.len();
+        let (stored, own_pos, seeder, count, v4_first) = match u.ip {
+            IpAddr::V4(ip) => {
+                let addr = crate::types::compact_v4(ip, u.port);
+                let mut none4 = None;
+                let index = match self.ext.as_deref_mut() {
+                    Some(e) => &mut e.v4_index,
+                    None => &mut none4,
+                };
+                let mut list = ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index };
+                let (st, pos, seeder, count) = apply(&mut list, addr, u, total);
+                // A list that just crossed the index threshold built its index in `none4`
+                // when the swarm had no extension yet: move it into place.
+                if let Some(ix) = none4 {
+                    self.ext().v4_index = Some(ix);
+                }
+                (st, pos, seeder, count, true)
+            }
+            IpAddr::V6(ip) => {
+                let addr = crate::types::compact_v6(ip, u.port);
+                let (st, pos, seeder, count) = if u.event == Event::Stopped && self.ext.is_none() {
+                    (Stored::Removed, None, u.left == 0, false)
+                } else {
+                    let e = self.ext();
+                    let mut list =
+                        ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index };
+                    apply(&mut list, addr, u, total)
+                };
+                (st, pos, seeder, count, false)
+            }
+        };
+        if count {
+            self.downloaded = self.downloaded.saturating_add(1);
+        }
+        if stored == Stored::Stored {
+            self.next_purge = self.next_purge.min(u.expiry);
+        }
+        let mut reply = SwarmReply { downloaded: self.downloaded, ..Default::default() };
+        let (s, l) = self.live_counts(now);
+        reply.seeders = s;
+        reply.leechers = l;
+        if stored == Stored::Removed {
+            self.drop_empty_ext();
+            return (stored, reply);
+        }
+        // Seeders get only leechers; leechers get both. Own family first, then (HTTP) the other.
+        let v6: &[Peer<18>] = self.ext.as_ref().map_or(&[], |e| e.v6.as_slice());
+        let v4: &[Peer<6>] = &self.v4;
+        let (skip4, skip6) = if v4_first { (own_pos, None) } else { (None, own_pos) };
+        let (n4, n6);
+        if v4_first {
+            n4 = select(v4, skip4, now, seeder, u.want, |p| sink.push_v4(&p.addr, &p.peer_id));
+            n6 = if u.both_families {
+                select(v6, skip6, now, seeder, u.want - n4, |p| sink.push_v6(&p.addr, &p.peer_id))
+            } else {
+                0
+            };
+        } else {
+            n6 = select(v6, skip6, now, seeder, u.want, |p| sink.push_v6(&p.addr, &p.peer_id));
+            n4 = if u.both_families {
+                select(v4, skip4, now, seeder, u.want - n6, |p| sink.push_v4(&p.addr, &p.peer_id))
+            } else {
+                0
+            };
+        }
+        reply.peers_v4 = n4 as u32;
+        reply.peers_v6 = n6 as u32;
+        (stored, reply)
+    }
+
+    /// Every stored live peer, IPv4 first.
+    pub(crate) fn peers(&self, now: u32) -> impl Iterator<Item = PeerView> + '_ {
+        let view4 = self.v4.iter().map(|p| (socket_from_v4(&p.addr), p.peer_id, p.flags, p.expiry()));
+        let v6: &[Peer<18>] = self.ext.as_ref().map_or(&[], |e| e.v6.as_slice());
+        let view6 = v6.iter().map(|p| (socket_from_v6(&p.addr), p.peer_id, p.flags, p.expiry()));
+        view4.chain(view6).filter(move |v| v.3 > now).map(|(addr, id, flags, expiry)| PeerView {
+            addr,
+            peer_id: PeerId(id),
+            status: if flags & SEEDER != 0 { PeerStatus::Seeding } else { PeerStatus::Leeching },
+            completed: flags & COMPLETED != 0,
+            expiry,
+        })
+    }
+
+    /// Puts a peer back from a snapshot (no counting, limits still apply). Returns whether it
+    /// was stored.
+    pub(crate) fn restore(&mut self, p: &PeerView, max_peers: usize) -> bool {
+        if self.len() >= max_peers {
+            return false;
+        }
+        let flags = match p.status {
+            PeerStatus::Seeding => SEEDER,
+            PeerStatus::Leeching => 0,
+        } | if p.completed { COMPLETED } else { 0 };
+        let port = p.addr.port();
+        match crate::types::canonical_ip(p.addr.ip()) {
+            IpAddr::V4(ip) => {
+                let addr = crate::types::compact_v4(ip, port);
+                let mut none4 = None;
+                let index = match self.ext.as_deref_mut() {
+                    Some(e) => &mut e.v4_index,
+                    None => &mut none4,
+                };
+                let mut list = ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index };
+                if list.find(&addr).is_some() {
+                    return false;
+                }
+                list.push(Peer { addr, peer_id: p.peer_id.0, expiry: p.expiry.to_le_bytes(), flags });
+                if let Some(ix) = none4 {
+                    self.ext().v4_index = Some(ix);
+                }
+            }
+            IpAddr::V6(ip) => {
+                let addr = crate::types::compact_v6(ip, port);
+                let e = self.ext();
+                let mut list =
+                    ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index };
+                if list.find(&addr).is_some() {
+                    return false;
+                }
+                list.push(Peer { addr, peer_id: p.peer_id.0, expiry: p.expiry.to_le_bytes(), flags });
+            }
+        }
+        self.next_purge = self.next_purge.min(p.expiry);
+        true
+    }
+}
+
+/// Unused-address helpers kept for tests.
+#[cfg(test)]
+pub(crate) fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+#[cfg(test)]
+pub(crate) fn v6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_packed() {
+        assert_eq!(std::mem::size_of::<Peer<6>>(), 31);
+        assert_eq!(std::mem::size_of::<Peer<18>>(), 43);
+        assert_eq!(std::mem::align_of::<Peer<6>>(), 1);
+        assert!(std::mem::size_of::<Swarm>() <= 48, "{}", std::mem::size_of::<Swarm>());
+    }
+
+    fn upd(ip: IpAddr, port: u16, left: u64, event: Event) -> Update {
+        Update {
+            ip,
+            port,
+            peer_id: [port as u8; 20],
+            event,
+            left,
+            expiry: 1000,
+            want: 50,
+            both_families: true,
+            max_peers: 10_000,
+        }
+    }
+
+    #[test]
+    fn index_is_built_and_kept_consistent_through_removals() {
+        let mut s = Swarm::default();
+        let mut sink = CompactPeers::default();
+        for port in 1..=200u16 {
+            s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::Started), 10, &mut sink);
+        }
+        assert!(s.ext.as_ref().unwrap().v4_index.is_some());
+        // Remove every other peer through `stopped` and check each remaining one is found.
+        for port in (1..=200u16).step_by(2) {
+            s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::Stopped), 10, &mut sink);
+        }
+        assert_eq!(s.len(), 100);
+        for port in (2..=200u16).step_by(2) {
+            let (st, _) = s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::None), 10, &mut sink);
+            assert_eq!(st, Stored::Stored);
+        }
+        assert_eq!(s.len(), 100, "updates must not duplicate peers");
+        for port in (2..=200u16).step_by(2).take(80) {
+            s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::Stopped), 10, &mut sink);
+        }
+        assert_eq!(s.len(), 20);
+        assert!(s.ext.is_none() || s.ext.as_ref().unwrap().v4_index.is_none());
+    }
+
+    #[test]
+    fn v6_peers_live_apart() {
+        let mut s = Swarm::default();
+        let mut sink = CompactPeers::default();
+        s.announce(&upd(v4(10, 0, 0, 1), 1, 5, Event::Started), 10, &mut sink);
+        s.announce(&upd(v6(1), 1, 0, Event::Started), 10, &mut sink);
+        sink.clear();
+        let (_, r) = s.announce(&upd(v6(2), 2, 5, Event::Started), 10, &mut sink);
+        assert_eq!((r.seeders, r.leechers, r.peers_v4, r.peers_v6), (1, 2, 1, 1));
+        assert_eq!(sink.v6.len(), 18);
+        assert_eq!(sink.v4.len(), 6);
+    }
+}

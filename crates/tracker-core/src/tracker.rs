@@ -1,0 +1,591 @@
+//! The swarm store and the operations both protocols call: announce, scrape, sweep, and the
+//! torrent index.
+//!
+//! # Locking
+//!
+//! Swarms live in one `DashMap` with an explicit shard count and a keyed hasher (info hashes
+//! are chosen by clients, so an unkeyed hash would let anyone aim every torrent at one shard).
+//! Every operation on one torrent takes exactly one shard lock, through the `entry` /
+//! `get` / `get_mut` API, and releases it before returning: no `Ref` or `RefMut` leaves this
+//! crate, and no map call is made while one is held. Whole-map walks (sweep, snapshot, index
+//! listing) take one shard lock at a time.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use rand::Rng;
+
+use crate::clock::Clock;
+use crate::config::CoreConfig;
+use crate::stats::Stats;
+use crate::swarm::{IndexMeta, PeerSink, PeerView, Stored, Swarm, SwarmReply, Update};
+use crate::types::{Event, InfoHash, PeerId, PeerStatus, canonical_ip};
+
+/// One announce, after the protocol crate has parsed and validated its own syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceRequest {
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// The client's peer id (an attribute, not its identity).
+    pub peer_id: PeerId,
+    /// The client's address as the tracker sees it (socket address, or resolved through trusted
+    /// proxies). v4-mapped IPv6 is canonicalised here.
+    pub ip: IpAddr,
+    /// The port the client listens on.
+    pub port: u16,
+    /// started / completed / stopped / none.
+    pub event: Event,
+    /// Bytes left to download; 0 means seeder.
+    pub left: u64,
+    /// Peers wanted; `None` for "not given" or negative, which means the configured default.
+    pub numwant: Option<u32>,
+    /// The protocol's cap on peers in one reply (HTTP `max_numwant`; UDP 200 for v4, 66 for v6).
+    pub max_peers: u32,
+    /// Whether the reply carries both families (HTTP `peers` + `peers6`) or only the
+    /// requester's (UDP, where 6- and 18-byte entries are never mixed).
+    pub both_families: bool,
+}
+
+/// What an announce answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceOutcome {
+    /// Live seeders, both families.
+    pub seeders: u32,
+    /// Live leechers, both families.
+    pub leechers: u32,
+    /// Completed downloads counted for this torrent.
+    pub downloaded: u32,
+    /// Seconds until the next announce, with jitter.
+    pub interval: u32,
+    /// Minimum seconds between announces.
+    pub min_interval: u32,
+    /// IPv4 peers written to the sink.
+    pub peers_v4: u32,
+    /// IPv6 peers written to the sink.
+    pub peers_v6: u32,
+    /// What happened to the announcer.
+    pub stored: Stored,
+}
+
+/// Announces the rules refuse. The message is what the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnnounceError {
+    /// Port 0 cannot be connected to.
+    #[error("invalid port: 0")]
+    PortZero,
+}
+
+/// Scrape counts of one torrent (zeros for an unknown one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScrapeCounts {
+    /// Live seeders.
+    pub seeders: u32,
+    /// Live leechers.
+    pub leechers: u32,
+    /// Completed downloads counted.
+    pub downloaded: u32,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepReport {
+    /// Expired peers dropped.
+    pub peers_removed: usize,
+    /// Empty, unindexed torrents dropped.
+    pub torrents_removed: usize,
+}
+
+/// Live peers by family and role (a whole-map walk: for metrics, not per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerCounts {
+    /// Torrents held (with peers or indexed).
+    pub torrents: usize,
+    /// IPv4 seeders.
+    pub v4_seeders: u64,
+    /// IPv4 leechers.
+    pub v4_leechers: u64,
+    /// IPv6 seeders.
+    pub v6_seeders: u64,
+    /// IPv6 leechers.
+    pub v6_leechers: u64,
+}
+
+impl PeerCounts {
+    /// All peers.
+    pub fn total(&self) -> u64 {
+        self.v4_seeders + self.v4_leechers + self.v6_seeders + self.v6_leechers
+    }
+}
+
+/// Errors of the torrent index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    /// The info hash is indexed already.
+    #[error("torrent {0} is already in the index")]
+    Duplicate(InfoHash),
+    /// The info hash is not indexed.
+    #[error("torrent {0} is not in the index")]
+    NotFound(InfoHash),
+    /// The name is empty or too long.
+    #[error("invalid torrent name: {0}")]
+    BadName(&'static str),
+}
+
+/// An index entry with its swarm's current counts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TorrentSummary {
+    /// Info hash (hex in JSON).
+    pub info_hash: InfoHash,
+    /// Display name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// RFC 3339, UTC.
+    pub added_at: String,
+    /// Live seeders.
+    pub seeders: u32,
+    /// Live leechers.
+    pub leechers: u32,
+    /// Completed downloads.
+    pub downloaded: u32,
+}
+
+/// One peer of a torrent, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerInfo {
+    /// Peer id (hex in JSON).
+    pub peer_id: PeerId,
+    /// IP address.
+    pub ip: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// seeding / leeching.
+    pub status: PeerStatus,
+    /// Seconds until it expires unless it announces again.
+    pub expires_in: u32,
+}
+
+/// A torrent with its peers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TorrentDetail {
+    /// The index entry and counts.
+    #[serde(flatten)]
+    pub summary: TorrentSummary,
+    /// Every live peer.
+    pub peers: Vec<PeerInfo>,
+}
+
+/// How to order an index listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    /// By name, case-insensitively (ties by info hash).
+    #[default]
+    Name,
+    /// Newest first.
+    Added,
+}
+
+/// An index query: filter, order, page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexQuery {
+    /// Case-insensitive name substring, or an info-hash hex prefix. Empty matches all.
+    pub q: String,
+    /// Order.
+    pub sort: SortBy,
+    /// 1-based page number.
+    pub page: usize,
+    /// Entries per page (at least 1).
+    pub per_page: usize,
+}
+
+impl Default for IndexQuery {
+    fn default() -> Self {
+        Self { q: String::new(), sort: SortBy::Name, page: 1, per_page: 50 }
+    }
+}
+
+/// One page of an index listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IndexPage {
+    /// Entries matching the query, all pages.
+    pub total: usize,
+    /// This page's number.
+    pub page: usize,
+    /// Entries per page.
+    pub per_page: usize,
+    /// This page.
+    pub torrents: Vec<TorrentSummary>,
+}
+
+/// Longest torrent name accepted in the index, in bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+
+type SwarmMap = DashMap<InfoHash, Swarm, ahash::RandomState>;
+
+/// The tracker's state: swarms, index, clock, counters.
+#[derive(Debug)]
+pub struct Tracker {
+    config: CoreConfig,
+    swarms: SwarmMap,
+    /// Swarm records held; kept beside the map because `DashMap::len` locks every shard.
+    torrents: AtomicUsize,
+    clock: Clock,
+    stats: Stats,
+    connection_id_key: Mutex<[u8; 16]>,
+}
+
+impl Tracker {
+    /// An empty tracker with a random connection-id key and the system clock.
+    pub fn new(config: CoreConfig) -> Self {
+        Self::with_clock(config, Clock::system())
+    }
+
+    /// An empty tracker on the given clock (tests pass [`Clock::manual`]).
+    pub fn with_clock(config: CoreConfig, clock: Clock) -> Self {
+        let shards = config.shards.max(2).next_power_of_two();
+        let swarms = DashMap::with_capacity_and_hasher_and_shard_amount(
+            0,
+            ahash::RandomState::new(),
+            shards,
+        );
+        Self {
+            config,
+            swarms,
+            torrents: AtomicUsize::new(0),
+            clock,
+            stats: Stats::default(),
+            connection_id_key: Mutex::new(rand::rng().random()),
+        }
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The coarse clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The statistics registry.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The key UDP connection ids are signed with (random at start, or restored, or configured).
+    pub fn connection_id_key(&self) -> [u8; 16] {
+        *self.connection_id_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the connection-id key (config or snapshot).
+    pub fn set_connection_id_key(&self, key: [u8; 16]) {
+        *self.connection_id_key.lock().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    /// Torrents held (with peers, or indexed).
+    pub fn torrent_count(&self) -> usize {
+        self.torrents.load(Ordering::Relaxed)
+    }
+
+    fn interval(&self) -> u32 {
+        let base = self.config.interval;
+        let spread = base / 100 * self.config.interval_jitter_percent.min(100)
+            + base % 100 * self.config.interval_jitter_percent.min(100) / 100;
+        if spread == 0 {
+            return base;
+        }
+        let lo = base - spread;
+        rand::rng().random_range(lo..=base.saturating_add(spread)).max(1)
+    }
+
+    /// Applies one announce and writes the selected peers to `sink`. Takes one shard lock.
+    pub fn announce(
+        &self,
+        req: &AnnounceRequest,
+        now: u32,
+        sink: &mut impl PeerSink,
+    ) -> Result<AnnounceOutcome, AnnounceError> {
+        if req.port == 0 {
+            return Err(AnnounceError::PortZero);
+        }
+        let want = req.numwant.unwrap_or(self.config.default_numwant).min(req.max_peers) as usize;
+        let update = Update {
+            ip: canonical_ip(req.ip),
+            port: req.port,
+            peer_id: req.peer_id.0,
+            event: req.event,
+            left: req.left,
+            expiry: now.saturating_add(self.config.peer_timeout),
+            want,
+            both_families: req.both_families,
+            max_peers: self.config.max_peers_per_swarm,
+        };
+        let (stored, reply) = if req.event == Event::Stopped {
+            // `stopped` never creates a torrent: get_mut, not entry.
+            match self.swarms.get_mut(&req.info_hash) {
+                Some(mut swarm) => swarm.announce(&update, now, sink),
+                None => (Stored::Removed, SwarmReply::default()),
+            }
+        } else {
+            match self.swarms.entry(req.info_hash) {
+                Entry::Occupied(mut o) => o.get_mut().announce(&update, now, sink),
+                Entry::Vacant(v) => {
+                    if self.torrents.load(Ordering::Relaxed) >= self.config.max_torrents {
+                        (Stored::TorrentLimit, SwarmReply::default())
+                    } else {
+                        self.torrents.fetch_add(1, Ordering::Relaxed);
+                        v.insert(Swarm::default()).announce(&update, now, sink)
+                    }
+                }
+            }
+        };
+        Ok(AnnounceOutcome {
+            seeders: reply.seeders,
+            leechers: reply.leechers,
+            downloaded: reply.downloaded,
+            interval: self.interval(),
+            min_interval: self.config.min_interval,
+            peers_v4: reply.peers_v4,
+            peers_v6: reply.peers_v6,
+            stored,
+        })
+    }
+
+    /// Counts of one torrent; zeros when unknown. One shard read lock.
+    pub fn scrape_one(&self, info_hash: &InfoHash, now: u32) -> ScrapeCounts {
+        match self.swarms.get(info_hash) {
+            Some(s) => {
+                let (seeders, leechers) = s.live_counts(now);
+                ScrapeCounts { seeders, leechers, downloaded: s.downloaded }
+            }
+            None => ScrapeCounts::default(),
+        }
+    }
+
+    /// Counts of each hash, in order, handed to `out` (no allocation).
+    pub fn scrape(&self, hashes: &[InfoHash], now: u32, mut out: impl FnMut(&InfoHash, ScrapeCounts)) {
+        for h in hashes {
+            out(h, self.scrape_one(h, now));
+        }
+    }
+
+    /// Drops expired peers and torrents left with nothing, one shard lock at a time.
+    pub fn sweep(&self, now: u32) -> SweepReport {
+        let mut report = SweepReport::default();
+        // `retain` write-locks one shard, walks it, and unlocks it before the next one, so
+        // announces to other shards proceed meanwhile.
+        self.swarms.retain(|_, swarm| {
+            report.peers_removed += swarm.purge_if_due(now);
+            swarm.maybe_shrink();
+            let keep = !swarm.is_disposable();
+            report.torrents_removed += usize::from(!keep);
+            keep
+        });
+        self.torrents.fetch_sub(report.torrents_removed, Ordering::Relaxed);
+        report
+    }
+
+    /// Live peers by family and role, and torrents held. Walks every shard (read locks).
+    pub fn peer_counts(&self, now: u32) -> PeerCounts {
+        let mut c = PeerCounts { torrents: self.torrent_count(), ..Default::default() };
+        for r in self.swarms.iter() {
+            for p in r.value().peers(now) {
+                let seeder = p.status == PeerStatus::Seeding;
+                match (p.addr.is_ipv4(), seeder) {
+                    (true, true) => c.v4_seeders += 1,
+                    (true, false) => c.v4_leechers += 1,
+                    (false, true) => c.v6_seeders += 1,
+                    (false, false) => c.v6_leechers += 1,
+                }
+            }
+        }
+        c
+    }
+
+    /// Live peers of one torrent (operators' view). `None` if the torrent is unknown.
+    pub fn peers(&self, info_hash: &InfoHash, now: u32) -> Option<Vec<PeerInfo>> {
+        let s = self.swarms.get(info_hash)?;
+        Some(s.peers(now).map(|p| peer_info(&p, now)).collect())
+    }
+
+    // ---- torrent index -------------------------------------------------------------------
+
+    /// Adds an entry to the index. The torrent counts towards `max_torrents` but is never refused
+    /// for it: the operator asked for it explicitly.
+    pub fn index_add(&self, info_hash: InfoHash, meta: IndexMeta) -> Result<(), IndexError> {
+        if meta.name.trim().is_empty() {
+            return Err(IndexError::BadName("empty"));
+        }
+        if meta.name.len() > MAX_NAME_LEN {
+            return Err(IndexError::BadName("longer than 1024 bytes"));
+        }
+        match self.swarms.entry(info_hash) {
+            Entry::Occupied(mut o) => {
+                if o.get().meta().is_some() {
+                    return Err(IndexError::Duplicate(info_hash));
+                }
+                o.get_mut().set_meta(Some(meta));
+            }
+            Entry::Vacant(v) => {
+                self.torrents.fetch_add(1, Ordering::Relaxed);
+                v.insert(Swarm::default()).set_meta(Some(meta));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an index entry (the swarm, if any, stays until its peers leave).
+    pub fn index_remove(&self, info_hash: &InfoHash) -> Result<(), IndexError> {
+        let mut gone = false;
+        let removed = self.swarms.remove_if_mut(info_hash, |_, s| {
+            if s.meta().is_none() {
+                return false;
+            }
+            gone = true;
+            s.set_meta(None);
+            s.is_disposable()
+        });
+        if removed.is_some() {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+        }
+        if gone { Ok(()) } else { Err(IndexError::NotFound(*info_hash)) }
+    }
+
+    /// Whether the torrent is in the index.
+    pub fn is_indexed(&self, info_hash: &InfoHash) -> bool {
+        self.swarms.get(info_hash).is_some_and(|s| s.meta().is_some())
+    }
+
+    /// One indexed torrent with its peers.
+    pub fn index_get(&self, info_hash: &InfoHash, now: u32) -> Option<TorrentDetail> {
+        let s = self.swarms.get(info_hash)?;
+        let meta = s.meta()?;
+        Some(TorrentDetail {
+            summary: summary(info_hash, meta, &s, now),
+            peers: s.peers(now).map(|p| peer_info(&p, now)).collect(),
+        })
+    }
+
+    /// Lists, filters and pages the index. Walks every shard (read locks, one at a time).
+    pub fn index_list(&self, query: &IndexQuery, now: u32) -> IndexPage {
+        let q = query.q.trim().to_lowercase();
+        let mut all: Vec<TorrentSummary> = Vec::new();
+        for r in self.swarms.iter() {
+            let Some(meta) = r.value().meta() else { continue };
+            if !q.is_empty()
+                && !meta.name.to_lowercase().contains(&q)
+                && !r.key().to_string().starts_with(&q)
+            {
+                continue;
+            }
+            all.push(summary(r.key(), meta, r.value(), now));
+        }
+        match query.sort {
+            SortBy::Name => all.sort_by(|a, b| {
+                a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.info_hash.cmp(&b.info_hash))
+            }),
+            SortBy::Added => all.sort_by(|a, b| {
+                b.added_at.cmp(&a.added_at).then(a.info_hash.cmp(&b.info_hash))
+            }),
+        }
+        let per_page = query.per_page.max(1);
+        let page = query.page.max(1);
+        let total = all.len();
+        let torrents = all.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).collect();
+        IndexPage { total, page, per_page, torrents }
+    }
+
+    // ---- for the snapshot module ---------------------------------------------------------
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.swarms.shards().len()
+    }
+
+    /// Calls `f` for every torrent of one shard while holding that shard's read lock. `f` must
+    /// not touch the map (it would deadlock) and must not do I/O (it would stall announces).
+    #[allow(unsafe_code)]
+    pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&InfoHash, &Swarm)) {
+        let Some(lock) = self.swarms.shards().get(shard) else { return };
+        let table = lock.read();
+        // SAFETY: `table` is a read guard on this shard for the whole loop, so the raw table can
+        // be neither mutated nor freed while its buckets are iterated and dereferenced; the
+        // references handed to `f` do not outlive the loop body.
+        unsafe {
+            for bucket in table.iter() {
+                let (key, value) = bucket.as_ref();
+                f(key, value.get());
+            }
+        }
+    }
+
+    /// Puts a torrent back from a snapshot. Returns the number of peers stored.
+    pub(crate) fn restore_torrent(
+        &self,
+        info_hash: InfoHash,
+        downloaded: u32,
+        meta: Option<IndexMeta>,
+        peers: &[PeerView],
+    ) -> usize {
+        if meta.is_none() && peers.is_empty() {
+            return 0;
+        }
+        let mut stored = 0;
+        let mut swarm = match self.swarms.entry(info_hash) {
+            Entry::Occupied(o) => o.into_ref(),
+            Entry::Vacant(v) => {
+                if meta.is_none() && self.torrent_count() >= self.config.max_torrents {
+                    return 0;
+                }
+                self.torrents.fetch_add(1, Ordering::Relaxed);
+                v.insert(Swarm::default())
+            }
+        };
+        swarm.downloaded = swarm.downloaded.max(downloaded);
+        if meta.is_some() {
+            swarm.set_meta(meta);
+        }
+        for p in peers {
+            stored += usize::from(swarm.restore(p, self.config.max_peers_per_swarm));
+        }
+        stored
+    }
+}
+
+fn summary(info_hash: &InfoHash, meta: &IndexMeta, s: &Swarm, now: u32) -> TorrentSummary {
+    let (seeders, leechers) = s.live_counts(now);
+    TorrentSummary {
+        info_hash: *info_hash,
+        name: meta.name.clone(),
+        size: meta.size,
+        added_at: rfc3339(meta.added_at),
+        seeders,
+        leechers,
+        downloaded: s.downloaded,
+    }
+}
+
+fn peer_info(p: &PeerView, now: u32) -> PeerInfo {
+    PeerInfo {
+        peer_id: p.peer_id,
+        ip: p.addr.ip(),
+        port: p.addr.port(),
+        status: p.status,
+        expires_in: p.expiry.saturating_sub(now),
+    }
+}
+
+/// Unix seconds as RFC 3339 in UTC, e.g. `2025-10-29T12:00:00Z`.
+pub fn rfc3339(unix: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses RFC 3339 (as written by [`rfc3339`]) into unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339(s).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}

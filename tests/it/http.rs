@@ -1,0 +1,1 @@
+//! http end-to-end tests (in progress)

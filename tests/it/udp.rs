@@ -1,0 +1,1 @@
+//! udp end-to-end tests (in progress)
