@@ -93,7 +93,10 @@ impl Stats {
     /// A fresh counter block for one worker of `protocol`.
     pub fn register(&self, protocol: Protocol) -> Arc<Counters> {
         let c = Arc::new(Counters::default());
-        self.blocks.lock().unwrap_or_else(|e| e.into_inner()).push((protocol, Arc::clone(&c)));
+        self.blocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((protocol, Arc::clone(&c)));
         c
     }
 

@@ -121,7 +121,13 @@ pub(crate) struct Swarm {
 
 impl Default for Swarm {
     fn default() -> Self {
-        Self { v4: Vec::new(), v4_seeders: 0, downloaded: 0, next_purge: u32::MAX, ext: None }
+        Self {
+            v4: Vec::new(),
+            v4_seeders: 0,
+            downloaded: 0,
+            next_purge: u32::MAX,
+            ext: None,
+        }
     }
 }
 
@@ -344,9 +350,7 @@ fn apply<const N: usize>(
             let already = p.flags & COMPLETED != 0;
             // Counted once per peer per torrent: an explicit `completed` with left=0, or the
             // first time a known leecher shows up as a seeder.
-            let count = !already
-                && seeder
-                && (u.event == Event::Completed || !was_seeder);
+            let count = !already && seeder && (u.event == Event::Completed || !was_seeder);
             p.peer_id = u.peer_id;
             p.expiry = u.expiry.to_le_bytes();
             p.flags = flags | if already || count { COMPLETED } else { 0 };
@@ -389,10 +393,19 @@ fn select<const N: usize>(
     if want == 0 || len == 0 {
         return 0;
     }
-    let start = if len > want { rand::rng().random_range(0..len) } else { 0 };
+    let start = if len > want {
+        rand::rng().random_range(0..len)
+    } else {
+        0
+    };
     let mut n = 0;
     let (tail, head) = peers.split_at(start);
-    for (i, p) in head.iter().enumerate().map(|(i, p)| (i + start, p)).chain(tail.iter().enumerate()) {
+    for (i, p) in head
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i + start, p))
+        .chain(tail.iter().enumerate())
+    {
         if Some(i) == skip || !p.alive(now) || (leechers_only && p.is_seeder()) {
             continue;
         }
@@ -450,16 +463,22 @@ impl Swarm {
             Some(e) => &mut e.v4_index,
             None => &mut none4,
         };
-        let (r4, min4) =
-            ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index }.purge(now);
+        let (r4, min4) = ListMut {
+            peers: &mut self.v4,
+            seeders: &mut self.v4_seeders,
+            index,
+        }
+        .purge(now);
         if let Some(ix) = none4 {
             self.ext().v4_index = Some(ix);
         }
         let (r6, min6) = match self.ext.as_deref_mut() {
-            Some(e) => {
-                ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index }
-                    .purge(now)
+            Some(e) => ListMut {
+                peers: &mut e.v6,
+                seeders: &mut e.v6_seeders,
+                index: &mut e.v6_index,
             }
+            .purge(now),
             None => (0, u32::MAX),
         };
         self.next_purge = min4.min(min6);
@@ -474,10 +493,19 @@ impl Swarm {
             Some(e) => &mut e.v4_index,
             None => &mut none4,
         };
-        ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index }.maybe_shrink();
+        ListMut {
+            peers: &mut self.v4,
+            seeders: &mut self.v4_seeders,
+            index,
+        }
+        .maybe_shrink();
         if let Some(e) = self.ext.as_deref_mut() {
-            ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index }
-                .maybe_shrink();
+            ListMut {
+                peers: &mut e.v6,
+                seeders: &mut e.v6_seeders,
+                index: &mut e.v6_index,
+            }
+            .maybe_shrink();
         }
     }
 
@@ -522,7 +550,11 @@ impl Swarm {
                     Some(e) => &mut e.v4_index,
                     None => &mut none4,
                 };
-                let mut list = ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index };
+                let mut list = ListMut {
+                    peers: &mut self.v4,
+                    seeders: &mut self.v4_seeders,
+                    index,
+                };
                 let (st, pos, seeder, count) = apply(&mut list, addr, u, total);
                 // A list that just crossed the index threshold built its index in `none4`
                 // when the swarm had no extension yet: move it into place.
@@ -537,8 +569,11 @@ impl Swarm {
                     (Stored::Removed, None, u.left == 0, false)
                 } else {
                     let e = self.ext();
-                    let mut list =
-                        ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index };
+                    let mut list = ListMut {
+                        peers: &mut e.v6,
+                        seeders: &mut e.v6_seeders,
+                        index: &mut e.v6_index,
+                    };
                     apply(&mut list, addr, u, total)
                 };
                 (st, pos, seeder, count, false)
@@ -550,7 +585,10 @@ impl Swarm {
         if stored == Stored::Stored {
             self.next_purge = self.next_purge.min(u.expiry);
         }
-        let mut reply = SwarmReply { downloaded: self.downloaded, ..Default::default() };
+        let mut reply = SwarmReply {
+            downloaded: self.downloaded,
+            ..Default::default()
+        };
         let (s, l) = self.live_counts(now);
         reply.seeders = s;
         reply.leechers = l;
@@ -561,19 +599,31 @@ impl Swarm {
         // Seeders get only leechers; leechers get both. Own family first, then (HTTP) the other.
         let v6: &[Peer<18>] = self.ext.as_ref().map_or(&[], |e| e.v6.as_slice());
         let v4: &[Peer<6>] = &self.v4;
-        let (skip4, skip6) = if v4_first { (own_pos, None) } else { (None, own_pos) };
+        let (skip4, skip6) = if v4_first {
+            (own_pos, None)
+        } else {
+            (None, own_pos)
+        };
         let (n4, n6);
         if v4_first {
-            n4 = select(v4, skip4, now, seeder, u.want, |p| sink.push_v4(&p.addr, &p.peer_id));
+            n4 = select(v4, skip4, now, seeder, u.want, |p| {
+                sink.push_v4(&p.addr, &p.peer_id)
+            });
             n6 = if u.both_families {
-                select(v6, skip6, now, seeder, u.want - n4, |p| sink.push_v6(&p.addr, &p.peer_id))
+                select(v6, skip6, now, seeder, u.want - n4, |p| {
+                    sink.push_v6(&p.addr, &p.peer_id)
+                })
             } else {
                 0
             };
         } else {
-            n6 = select(v6, skip6, now, seeder, u.want, |p| sink.push_v6(&p.addr, &p.peer_id));
+            n6 = select(v6, skip6, now, seeder, u.want, |p| {
+                sink.push_v6(&p.addr, &p.peer_id)
+            });
             n4 = if u.both_families {
-                select(v4, skip4, now, seeder, u.want - n6, |p| sink.push_v4(&p.addr, &p.peer_id))
+                select(v4, skip4, now, seeder, u.want - n6, |p| {
+                    sink.push_v4(&p.addr, &p.peer_id)
+                })
             } else {
                 0
             };
@@ -585,16 +635,28 @@ impl Swarm {
 
     /// Every stored live peer, IPv4 first.
     pub(crate) fn peers(&self, now: u32) -> impl Iterator<Item = PeerView> + '_ {
-        let view4 = self.v4.iter().map(|p| (socket_from_v4(&p.addr), p.peer_id, p.flags, p.expiry()));
+        let view4 = self
+            .v4
+            .iter()
+            .map(|p| (socket_from_v4(&p.addr), p.peer_id, p.flags, p.expiry()));
         let v6: &[Peer<18>] = self.ext.as_ref().map_or(&[], |e| e.v6.as_slice());
-        let view6 = v6.iter().map(|p| (socket_from_v6(&p.addr), p.peer_id, p.flags, p.expiry()));
-        view4.chain(view6).filter(move |v| v.3 > now).map(|(addr, id, flags, expiry)| PeerView {
-            addr,
-            peer_id: PeerId(id),
-            status: if flags & SEEDER != 0 { PeerStatus::Seeding } else { PeerStatus::Leeching },
-            completed: flags & COMPLETED != 0,
-            expiry,
-        })
+        let view6 = v6
+            .iter()
+            .map(|p| (socket_from_v6(&p.addr), p.peer_id, p.flags, p.expiry()));
+        view4
+            .chain(view6)
+            .filter(move |v| v.3 > now)
+            .map(|(addr, id, flags, expiry)| PeerView {
+                addr,
+                peer_id: PeerId(id),
+                status: if flags & SEEDER != 0 {
+                    PeerStatus::Seeding
+                } else {
+                    PeerStatus::Leeching
+                },
+                completed: flags & COMPLETED != 0,
+                expiry,
+            })
     }
 
     /// Puts a peer back from a snapshot (no counting, limits still apply). Returns whether it
@@ -616,11 +678,20 @@ impl Swarm {
                     Some(e) => &mut e.v4_index,
                     None => &mut none4,
                 };
-                let mut list = ListMut { peers: &mut self.v4, seeders: &mut self.v4_seeders, index };
+                let mut list = ListMut {
+                    peers: &mut self.v4,
+                    seeders: &mut self.v4_seeders,
+                    index,
+                };
                 if list.find(&addr).is_some() {
                     return false;
                 }
-                list.push(Peer { addr, peer_id: p.peer_id.0, expiry: p.expiry.to_le_bytes(), flags });
+                list.push(Peer {
+                    addr,
+                    peer_id: p.peer_id.0,
+                    expiry: p.expiry.to_le_bytes(),
+                    flags,
+                });
                 if let Some(ix) = none4 {
                     self.ext().v4_index = Some(ix);
                 }
@@ -628,12 +699,20 @@ impl Swarm {
             IpAddr::V6(ip) => {
                 let addr = crate::types::compact_v6(ip, port);
                 let e = self.ext();
-                let mut list =
-                    ListMut { peers: &mut e.v6, seeders: &mut e.v6_seeders, index: &mut e.v6_index };
+                let mut list = ListMut {
+                    peers: &mut e.v6,
+                    seeders: &mut e.v6_seeders,
+                    index: &mut e.v6_index,
+                };
                 if list.find(&addr).is_some() {
                     return false;
                 }
-                list.push(Peer { addr, peer_id: p.peer_id.0, expiry: p.expiry.to_le_bytes(), flags });
+                list.push(Peer {
+                    addr,
+                    peer_id: p.peer_id.0,
+                    expiry: p.expiry.to_le_bytes(),
+                    flags,
+                });
             }
         }
         self.next_purge = self.next_purge.min(p.expiry);
@@ -661,7 +740,11 @@ mod tests {
         assert_eq!(std::mem::size_of::<Peer<6>>(), 31);
         assert_eq!(std::mem::size_of::<Peer<18>>(), 43);
         assert_eq!(std::mem::align_of::<Peer<6>>(), 1);
-        assert!(std::mem::size_of::<Swarm>() <= 48, "{}", std::mem::size_of::<Swarm>());
+        assert!(
+            std::mem::size_of::<Swarm>() <= 48,
+            "{}",
+            std::mem::size_of::<Swarm>()
+        );
     }
 
     fn upd(ip: IpAddr, port: u16, left: u64, event: Event) -> Update {
@@ -683,12 +766,20 @@ mod tests {
         let mut s = Swarm::default();
         let mut sink = CompactPeers::default();
         for port in 1..=200u16 {
-            s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::Started), 10, &mut sink);
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, 5, Event::Started),
+                10,
+                &mut sink,
+            );
         }
         assert!(s.ext.as_ref().unwrap().v4_index.is_some());
         // Remove every other peer through `stopped` and check each remaining one is found.
         for port in (1..=200u16).step_by(2) {
-            s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::Stopped), 10, &mut sink);
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, 5, Event::Stopped),
+                10,
+                &mut sink,
+            );
         }
         assert_eq!(s.len(), 100);
         for port in (2..=200u16).step_by(2) {
@@ -697,7 +788,11 @@ mod tests {
         }
         assert_eq!(s.len(), 100, "updates must not duplicate peers");
         for port in (2..=200u16).step_by(2).take(80) {
-            s.announce(&upd(v4(10, 0, 0, 1), port, 5, Event::Stopped), 10, &mut sink);
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, 5, Event::Stopped),
+                10,
+                &mut sink,
+            );
         }
         assert_eq!(s.len(), 20);
         assert!(s.ext.is_none() || s.ext.as_ref().unwrap().v4_index.is_none());
@@ -711,7 +806,10 @@ mod tests {
         s.announce(&upd(v6(1), 1, 0, Event::Started), 10, &mut sink);
         sink.clear();
         let (_, r) = s.announce(&upd(v6(2), 2, 5, Event::Started), 10, &mut sink);
-        assert_eq!((r.seeders, r.leechers, r.peers_v4, r.peers_v6), (1, 2, 1, 1));
+        assert_eq!(
+            (r.seeders, r.leechers, r.peers_v4, r.peers_v6),
+            (1, 2, 1, 1)
+        );
         assert_eq!(sink.v6.len(), 18);
         assert_eq!(sink.v4.len(), 6);
     }

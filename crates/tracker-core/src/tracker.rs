@@ -203,7 +203,12 @@ pub struct IndexQuery {
 
 impl Default for IndexQuery {
     fn default() -> Self {
-        Self { q: String::new(), sort: SortBy::Name, page: 1, per_page: 50 }
+        Self {
+            q: String::new(),
+            sort: SortBy::Name,
+            page: 1,
+            per_page: 50,
+        }
     }
 }
 
@@ -278,12 +283,18 @@ impl Tracker {
 
     /// The key UDP connection ids are signed with (random at start, or restored, or configured).
     pub fn connection_id_key(&self) -> [u8; 16] {
-        *self.connection_id_key.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .connection_id_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces the connection-id key (config or snapshot).
     pub fn set_connection_id_key(&self, key: [u8; 16]) {
-        *self.connection_id_key.lock().unwrap_or_else(|e| e.into_inner()) = key;
+        *self
+            .connection_id_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = key;
     }
 
     /// Torrents held (with peers, or indexed).
@@ -299,7 +310,9 @@ impl Tracker {
             return base;
         }
         let lo = base - spread;
-        rand::rng().random_range(lo..=base.saturating_add(spread)).max(1)
+        rand::rng()
+            .random_range(lo..=base.saturating_add(spread))
+            .max(1)
     }
 
     /// Applies one announce and writes the selected peers to `sink`. Takes one shard lock.
@@ -312,7 +325,10 @@ impl Tracker {
         if req.port == 0 {
             return Err(AnnounceError::PortZero);
         }
-        let want = req.numwant.unwrap_or(self.config.default_numwant).min(req.max_peers) as usize;
+        let want = req
+            .numwant
+            .unwrap_or(self.config.default_numwant)
+            .min(req.max_peers) as usize;
         let update = Update {
             ip: canonical_ip(req.ip),
             port: req.port,
@@ -360,14 +376,23 @@ impl Tracker {
         match self.swarms.get(info_hash) {
             Some(s) => {
                 let (seeders, leechers) = s.live_counts(now);
-                ScrapeCounts { seeders, leechers, downloaded: s.downloaded }
+                ScrapeCounts {
+                    seeders,
+                    leechers,
+                    downloaded: s.downloaded,
+                }
             }
             None => ScrapeCounts::default(),
         }
     }
 
     /// Counts of each hash, in order, handed to `out` (no allocation).
-    pub fn scrape(&self, hashes: &[InfoHash], now: u32, mut out: impl FnMut(&InfoHash, ScrapeCounts)) {
+    pub fn scrape(
+        &self,
+        hashes: &[InfoHash],
+        now: u32,
+        mut out: impl FnMut(&InfoHash, ScrapeCounts),
+    ) {
         for h in hashes {
             out(h, self.scrape_one(h, now));
         }
@@ -385,13 +410,17 @@ impl Tracker {
             report.torrents_removed += usize::from(!keep);
             keep
         });
-        self.torrents.fetch_sub(report.torrents_removed, Ordering::Relaxed);
+        self.torrents
+            .fetch_sub(report.torrents_removed, Ordering::Relaxed);
         report
     }
 
     /// Live peers by family and role, and torrents held. Walks every shard (read locks).
     pub fn peer_counts(&self, now: u32) -> PeerCounts {
-        let mut c = PeerCounts { torrents: self.torrent_count(), ..Default::default() };
+        let mut c = PeerCounts {
+            torrents: self.torrent_count(),
+            ..Default::default()
+        };
         for r in self.swarms.iter() {
             for p in r.value().peers(now) {
                 let seeder = p.status == PeerStatus::Seeding;
@@ -452,12 +481,18 @@ impl Tracker {
         if removed.is_some() {
             self.torrents.fetch_sub(1, Ordering::Relaxed);
         }
-        if gone { Ok(()) } else { Err(IndexError::NotFound(*info_hash)) }
+        if gone {
+            Ok(())
+        } else {
+            Err(IndexError::NotFound(*info_hash))
+        }
     }
 
     /// Whether the torrent is in the index.
     pub fn is_indexed(&self, info_hash: &InfoHash) -> bool {
-        self.swarms.get(info_hash).is_some_and(|s| s.meta().is_some())
+        self.swarms
+            .get(info_hash)
+            .is_some_and(|s| s.meta().is_some())
     }
 
     /// One indexed torrent with its peers.
@@ -475,7 +510,9 @@ impl Tracker {
         let q = query.q.trim().to_lowercase();
         let mut all: Vec<TorrentSummary> = Vec::new();
         for r in self.swarms.iter() {
-            let Some(meta) = r.value().meta() else { continue };
+            let Some(meta) = r.value().meta() else {
+                continue;
+            };
             if !q.is_empty()
                 && !meta.name.to_lowercase().contains(&q)
                 && !r.key().to_string().starts_with(&q)
@@ -486,20 +523,40 @@ impl Tracker {
         }
         match query.sort {
             SortBy::Name => all.sort_by(|a, b| {
-                a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.info_hash.cmp(&b.info_hash))
+                a.name
+                    .to_lowercase()
+                    .cmp(&b.name.to_lowercase())
+                    .then(a.info_hash.cmp(&b.info_hash))
             }),
             SortBy::Added => all.sort_by(|a, b| {
-                b.added_at.cmp(&a.added_at).then(a.info_hash.cmp(&b.info_hash))
+                b.added_at
+                    .cmp(&a.added_at)
+                    .then(a.info_hash.cmp(&b.info_hash))
             }),
         }
         let per_page = query.per_page.max(1);
         let page = query.page.max(1);
         let total = all.len();
-        let torrents = all.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).collect();
-        IndexPage { total, page, per_page, torrents }
+        let torrents = all
+            .into_iter()
+            .skip((page - 1).saturating_mul(per_page))
+            .take(per_page)
+            .collect();
+        IndexPage {
+            total,
+            page,
+            per_page,
+            torrents,
+        }
     }
 
     // ---- for the snapshot module ---------------------------------------------------------
+
+    /// Drops everything (a snapshot load that failed half-way).
+    pub(crate) fn clear(&self) {
+        self.swarms.clear();
+        self.torrents.store(0, Ordering::Relaxed);
+    }
 
     pub(crate) fn shard_count(&self) -> usize {
         self.swarms.shards().len()
@@ -509,7 +566,9 @@ impl Tracker {
     /// not touch the map (it would deadlock) and must not do I/O (it would stall announces).
     #[allow(unsafe_code)]
     pub(crate) fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&InfoHash, &Swarm)) {
-        let Some(lock) = self.swarms.shards().get(shard) else { return };
+        let Some(lock) = self.swarms.shards().get(shard) else {
+            return;
+        };
         let table = lock.read();
         // SAFETY: `table` is a read guard on this shard for the whole loop, so the raw table can
         // be neither mutated nor freed while its buckets are iterated and dereferenced; the
@@ -587,5 +646,7 @@ pub fn rfc3339(unix: u64) -> String {
 /// Parses RFC 3339 (as written by [`rfc3339`]) into unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let t = humantime::parse_rfc3339(s).ok()?;
-    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }

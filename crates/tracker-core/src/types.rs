@@ -104,7 +104,11 @@ pub enum PeerStatus {
 impl PeerStatus {
     /// The status a peer announcing `left` bytes remaining has.
     pub fn from_left(left: u64) -> Self {
-        if left == 0 { Self::Seeding } else { Self::Leeching }
+        if left == 0 {
+            Self::Seeding
+        } else {
+            Self::Leeching
+        }
     }
 }
 
@@ -174,7 +178,10 @@ pub fn socket_from_v4(b: &[u8; 6]) -> SocketAddr {
 pub fn socket_from_v6(b: &[u8; 18]) -> SocketAddr {
     let mut ip = [0u8; 16];
     ip.copy_from_slice(&b[..16]);
-    SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), u16::from_be_bytes([b[16], b[17]]))
+    SocketAddr::new(
+        IpAddr::V6(Ipv6Addr::from(ip)),
+        u16::from_be_bytes([b[16], b[17]]),
+    )
 }
 
 #[cfg(test)]
@@ -192,7 +199,10 @@ mod tests {
         assert!("zz".repeat(20).parse::<InfoHash>().is_err());
         let json = serde_json::to_string(&PeerId([1; 20])).unwrap();
         assert_eq!(json, format!("\"{}\"", "01".repeat(20)));
-        assert_eq!(serde_json::from_str::<PeerId>(&json).unwrap(), PeerId([1; 20]));
+        assert_eq!(
+            serde_json::from_str::<PeerId>(&json).unwrap(),
+            PeerId([1; 20])
+        );
     }
 
     #[test]
