@@ -13,7 +13,8 @@ pub struct CoreConfig {
     /// Most peers (both families together) kept per torrent. Announces from new peers beyond it
     /// are answered but not stored, and counted.
     pub max_peers_per_swarm: usize,
-    /// Seconds a peer stays in the swarm after its last announce.
+    /// Seconds a peer stays in the swarm after its last announce (at most
+    /// [`crate::swarm::MAX_PEER_TIMEOUT`], 8191 s; larger values are clamped).
     pub peer_timeout: u32,
     /// Peers returned when the client does not say how many it wants (or asks for a negative number).
     pub default_numwant: u32,

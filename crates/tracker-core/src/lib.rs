@@ -21,7 +21,7 @@ pub mod types;
 pub use clock::{Clock, unix_now};
 pub use config::CoreConfig;
 pub use stats::{CounterValues, Counters, Stats, StatsSnapshot};
-pub use swarm::{CompactPeers, IndexMeta, PeerSink, PeerView, Stored};
+pub use swarm::{CompactPeers, IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored};
 pub use tracker::{
     AnnounceError, AnnounceOutcome, AnnounceRequest, IndexError, IndexPage, IndexQuery, PeerCounts,
     PeerInfo, ScrapeCounts, SortBy, SweepReport, TorrentDetail, TorrentSummary, Tracker,

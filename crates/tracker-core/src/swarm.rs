@@ -6,18 +6,30 @@
 //! kept inline and tight; everything rarer sits behind one `Option<Box<SwarmExt>>`:
 //!
 //! ```text
-//! Swarm (48 bytes, stored in the map next to its 20-byte key)
-//!   v4: Vec<Peer<6>>           packed 31-byte records, exact-size growth while small
-//!   v4_seeders, downloaded, next_purge: u32
+//! Swarm (40 bytes, stored in the map next to its 20-byte key: 64-byte entries)
+//!   v4: Box<[Peer<6>]>         up to 32 packed 28-byte records, exactly sized
+//!                              (larger IPv4 lists move to a growable Vec in the extension)
+//!   v4_seeders, downloaded, next_purge, epoch: u32
 //!   ext: Option<Box<SwarmExt>> IPv6 peers, hash indexes of large lists, index entry (name, size)
 //!
-//! Peer<N> (N + 25 bytes, alignment 1, no padding)
-//!   addr [u8; N]   the compact wire form: IP octets then port big-endian (6 or 18 bytes);
-//!                  this is the peer's identity (DESIGN.md: (IP, port), never peer_id)
+//! Peer<N> (N + 22 bytes, alignment 1, no padding)
+//!   addr [u8; N]    the compact wire form: IP octets then port big-endian (6 or 18 bytes);
+//!                   this is the peer's identity (DESIGN.md: (IP, port), never peer_id)
 //!   peer_id [u8; 20]
-//!   expiry [u8; 4] unix seconds, little-endian
-//!   flags u8       SEEDER | COMPLETED
+//!   meta [u8; 2]    u16 LE: bit 15 seeder, bit 14 completed counted,
+//!                   bits 0-13 expiry as seconds after the swarm's `epoch`
 //! ```
+//!
+//! # Why a 14-bit relative expiry
+//!
+//! DESIGN.md budgets 40 bytes of resident memory per IPv4 peer. With a u32 expiry and a flags
+//! byte a record is 31 bytes, which glibc rounds to 32 per peer in a 10-peer swarm; with the map
+//! entry (~9 bytes per peer at 10 peers per torrent) that measured 43.5 bytes per peer. Storing
+//! the expiry as an offset from a per-swarm `epoch` in 14 bits and the two flags in the same u16
+//! makes the record 28 bytes. Every stored peer's expiry is in `(now, now + peer_timeout]` once
+//! expired peers are purged, and `peer_timeout` is at most [`MAX_PEER_TIMEOUT`] (8191 s), half
+//! the 14-bit range; when a new expiry would not fit, the swarm is re-based to `epoch = now`
+//! (one pass over its peers), which happens at most once per 8192 s per swarm.
 //!
 //! A list with at most [`INDEX_THRESHOLD`] peers is searched linearly (a few cache lines);
 //! a larger one gets a hash index `addr -> position` so that an update is O(1) however big the
@@ -37,7 +49,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rand::Rng;
 
-use crate::types::{Event, PeerId, PeerStatus, socket_from_v4, socket_from_v6};
+use crate::types::{
+    Event, PeerId, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6,
+};
 
 /// Above this many peers in one family, a hash index keeps updates O(1).
 pub(crate) const INDEX_THRESHOLD: usize = 64;
@@ -47,8 +61,13 @@ const INDEX_DROP: usize = INDEX_THRESHOLD / 2;
 /// small swarms that are most of a tracker, and copying a few hundred bytes is cheap.
 const EXACT_GROWTH_UNTIL: usize = 32;
 
-const SEEDER: u8 = 1;
-const COMPLETED: u8 = 2;
+const SEEDER: u16 = 1 << 15;
+const COMPLETED: u16 = 1 << 14;
+const OFFSET_MASK: u16 = (1 << 14) - 1;
+
+/// The longest peer timeout the compact expiry can hold, in seconds (half the 14-bit range, so
+/// that a swarm needs re-basing at most once per this many seconds).
+pub const MAX_PEER_TIMEOUT: u32 = (OFFSET_MASK as u32) / 2;
 
 /// A stored peer. All fields are byte arrays so the record is packed without `repr(packed)`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,22 +75,50 @@ const COMPLETED: u8 = 2;
 pub(crate) struct Peer<const N: usize> {
     addr: [u8; N],
     peer_id: [u8; 20],
-    expiry: [u8; 4],
-    flags: u8,
+    meta: [u8; 2],
 }
 
 impl<const N: usize> Peer<N> {
     #[inline]
-    fn expiry(&self) -> u32 {
-        u32::from_le_bytes(self.expiry)
+    fn meta(&self) -> u16 {
+        u16::from_le_bytes(self.meta)
+    }
+    #[inline]
+    fn set_meta(&mut self, flags: u16, offset: u16) {
+        self.meta = (flags | offset.min(OFFSET_MASK)).to_le_bytes();
+    }
+    #[inline]
+    fn offset(&self) -> u32 {
+        u32::from(self.meta() & OFFSET_MASK)
+    }
+    #[inline]
+    fn expiry(&self, epoch: u32) -> u32 {
+        epoch.saturating_add(self.offset())
     }
     #[inline]
     fn is_seeder(&self) -> bool {
-        self.flags & SEEDER != 0
+        self.meta() & SEEDER != 0
     }
     #[inline]
-    fn alive(&self, now: u32) -> bool {
-        self.expiry() > now
+    fn completed(&self) -> bool {
+        self.meta() & COMPLETED != 0
+    }
+    #[inline]
+    fn alive(&self, now: u32, epoch: u32) -> bool {
+        self.expiry(epoch) > now
+    }
+    fn view(&self, epoch: u32, addr: SocketAddr) -> PeerView {
+        PeerView {
+            addr,
+            peer_id: PeerId(self.peer_id),
+            status: if self.is_seeder() {
+                PeerStatus::Seeding
+            } else {
+                PeerStatus::Leeching
+            },
+            completed: self.completed(),
+            expiry: self.expiry(epoch),
+        }
     }
 }
 
@@ -80,8 +127,7 @@ impl<const N: usize> std::fmt::Debug for Peer<N> {
         f.debug_struct("Peer")
             .field("addr", &self.addr)
             .field("peer_id", &PeerId(self.peer_id))
-            .field("expiry", &self.expiry())
-            .field("flags", &self.flags)
+            .field("meta", &self.meta())
             .finish()
     }
 }
@@ -102,6 +148,8 @@ pub struct IndexMeta {
 
 #[derive(Debug, Default)]
 pub(crate) struct SwarmExt {
+    /// The IPv4 list when it has more than `EXACT_GROWTH_UNTIL` peers (else `Swarm::v4`).
+    v4_large: Vec<Peer<6>>,
     v6: Vec<Peer<18>>,
     v6_seeders: u32,
     v4_index: Option<Index<6>>,
@@ -112,20 +160,25 @@ pub(crate) struct SwarmExt {
 /// One torrent.
 #[derive(Debug)]
 pub(crate) struct Swarm {
-    v4: Vec<Peer<6>>,
+    /// The IPv4 list while it is small (exactly sized: no capacity word, no slack).
+    v4: Box<[Peer<6>]>,
     v4_seeders: u32,
     pub(crate) downloaded: u32,
+    /// A lower bound of every stored peer's expiry (unix seconds); `u32::MAX` when empty.
     next_purge: u32,
+    /// Peers' expiries are stored as offsets from this (unix seconds).
+    epoch: u32,
     pub(crate) ext: Option<Box<SwarmExt>>,
 }
 
 impl Default for Swarm {
     fn default() -> Self {
         Self {
-            v4: Vec::new(),
+            v4: Box::default(),
             v4_seeders: 0,
             downloaded: 0,
             next_purge: u32::MAX,
+            epoch: 0,
             ext: None,
         }
     }
@@ -206,6 +259,7 @@ pub(crate) struct Update {
     pub peer_id: [u8; 20],
     pub event: Event,
     pub left: u64,
+    /// Unix seconds; at most `now + MAX_PEER_TIMEOUT`.
     pub expiry: u32,
     pub want: usize,
     pub both_families: bool,
@@ -291,21 +345,33 @@ impl<const N: usize> ListMut<'_, N> {
     }
 
     /// Drops expired peers; returns how many, and the lowest remaining expiry.
-    fn purge(&mut self, now: u32) -> (usize, u32) {
+    fn purge(&mut self, now: u32, epoch: u32) -> (usize, u32) {
         let before = self.peers.len();
-        self.peers.retain(|p| p.alive(now));
+        self.peers.retain(|p| p.alive(now, epoch));
         let removed = before - self.peers.len();
         let mut seeders = 0;
         let mut min = u32::MAX;
         for p in self.peers.iter() {
             seeders += u32::from(p.is_seeder());
-            min = min.min(p.expiry());
+            min = min.min(p.expiry(epoch));
         }
         *self.seeders = seeders;
         if removed > 0 {
             *self.index = (self.peers.len() > INDEX_THRESHOLD).then(|| build_index(self.peers));
         }
         (removed, min)
+    }
+
+    /// Re-expresses every offset relative to `new_epoch` (expired ones become 0).
+    fn rebase(&mut self, old_epoch: u32, new_epoch: u32) {
+        for p in self.peers.iter_mut() {
+            let off = p
+                .expiry(old_epoch)
+                .saturating_sub(new_epoch)
+                .min(u32::from(OFFSET_MASK));
+            let flags = p.meta() & !OFFSET_MASK;
+            p.set_meta(flags, off as u16);
+        }
     }
 
     /// Releases memory when the list is far below its capacity.
@@ -325,13 +391,15 @@ fn build_index<const N: usize>(peers: &[Peer<N>]) -> Index<N> {
     ix
 }
 
-/// Applies one announce to a list: insert, update or remove the announcer. Returns what
-/// happened, the announcer's position (to exclude it from the reply), whether it is a seeder
-/// now, and whether a completed download must be counted.
+/// Applies one announce to a list: insert, update or remove the announcer. `offset` is the
+/// announcer's new expiry relative to the swarm's epoch. Returns what happened, the announcer's
+/// position (to exclude it from the reply), whether it is a seeder now, and whether a completed
+/// download must be counted.
 fn apply<const N: usize>(
     list: &mut ListMut<'_, N>,
     addr: [u8; N],
     u: &Update,
+    offset: u16,
     total_peers: usize,
 ) -> (Stored, Option<usize>, bool, bool) {
     let seeder = u.left == 0;
@@ -347,13 +415,12 @@ fn apply<const N: usize>(
         Some(pos) => {
             let p = &mut list.peers[pos];
             let was_seeder = p.is_seeder();
-            let already = p.flags & COMPLETED != 0;
+            let already = p.completed();
             // Counted once per peer per torrent: an explicit `completed` with left=0, or the
             // first time a known leecher shows up as a seeder.
             let count = !already && seeder && (u.event == Event::Completed || !was_seeder);
             p.peer_id = u.peer_id;
-            p.expiry = u.expiry.to_le_bytes();
-            p.flags = flags | if already || count { COMPLETED } else { 0 };
+            p.set_meta(flags | if already || count { COMPLETED } else { 0 }, offset);
             match (was_seeder, seeder) {
                 (false, true) => *list.seeders += 1,
                 (true, false) => *list.seeders -= 1,
@@ -366,13 +433,13 @@ fn apply<const N: usize>(
             if total_peers >= u.max_peers {
                 return (Stored::SwarmFull, None, seeder, count);
             }
-            let completed = if count { COMPLETED } else { 0 };
-            list.push(Peer {
+            let mut peer = Peer {
                 addr,
                 peer_id: u.peer_id,
-                expiry: u.expiry.to_le_bytes(),
-                flags: flags | completed,
-            });
+                meta: [0; 2],
+            };
+            peer.set_meta(flags | if count { COMPLETED } else { 0 }, offset);
+            list.push(peer);
             (Stored::Stored, Some(list.peers.len() - 1), seeder, count)
         }
     }
@@ -383,6 +450,7 @@ fn apply<const N: usize>(
 /// same chance to be in a reply and the cost is O(want) unless most peers are filtered out.
 fn select<const N: usize>(
     peers: &[Peer<N>],
+    epoch: u32,
     skip: Option<usize>,
     now: u32,
     leechers_only: bool,
@@ -400,13 +468,13 @@ fn select<const N: usize>(
     };
     let mut n = 0;
     let (tail, head) = peers.split_at(start);
-    for (i, p) in head
+    let wrapped = head
         .iter()
         .enumerate()
         .map(|(i, p)| (i + start, p))
-        .chain(tail.iter().enumerate())
-    {
-        if Some(i) == skip || !p.alive(now) || (leechers_only && p.is_seeder()) {
+        .chain(tail.iter().enumerate());
+    for (i, p) in wrapped {
+        if Some(i) == skip || !p.alive(now, epoch) || (leechers_only && p.is_seeder()) {
             continue;
         }
         emit(p);
@@ -423,15 +491,63 @@ impl Swarm {
         self.ext.get_or_insert_with(Box::default)
     }
 
+    /// Runs `f` on the IPv4 list, wherever it lives (the inline exact-size box while small,
+    /// the extension's Vec when large), and puts it back in the right home afterwards.
+    fn with_v4<R>(&mut self, f: impl FnOnce(&mut ListMut<'_, 6>) -> R) -> R {
+        let (mut peers, mut index) = match self.ext.as_deref_mut() {
+            Some(e) if !e.v4_large.is_empty() => {
+                (std::mem::take(&mut e.v4_large), e.v4_index.take())
+            }
+            Some(e) => (std::mem::take(&mut self.v4).into_vec(), e.v4_index.take()),
+            None => (std::mem::take(&mut self.v4).into_vec(), None),
+        };
+        let r = f(&mut ListMut {
+            peers: &mut peers,
+            seeders: &mut self.v4_seeders,
+            index: &mut index,
+        });
+        if peers.len() > EXACT_GROWTH_UNTIL {
+            self.ext().v4_large = peers;
+        } else {
+            // No reallocation when the Vec is exactly full, which growth keeps it while small.
+            self.v4 = peers.into_boxed_slice();
+        }
+        if index.is_some() {
+            self.ext().v4_index = index;
+        }
+        r
+    }
+
+    fn v4(&self) -> &[Peer<6>] {
+        match self.ext.as_deref() {
+            Some(e) if !e.v4_large.is_empty() => &e.v4_large,
+            _ => &self.v4,
+        }
+    }
+
+    /// Runs `f` on the IPv6 list, creating the extension if needed.
+    fn with_v6<R>(&mut self, f: impl FnOnce(&mut ListMut<'_, 18>) -> R) -> R {
+        let e = self.ext();
+        f(&mut ListMut {
+            peers: &mut e.v6,
+            seeders: &mut e.v6_seeders,
+            index: &mut e.v6_index,
+        })
+    }
+
+    fn v6(&self) -> &[Peer<18>] {
+        self.ext.as_ref().map_or(&[], |e| e.v6.as_slice())
+    }
+
     /// Number of peers stored (both families, live or not yet purged).
     pub(crate) fn len(&self) -> usize {
-        self.v4.len() + self.ext.as_ref().map_or(0, |e| e.v6.len())
+        self.v4().len() + self.v6().len()
     }
 
     /// Nothing worth keeping: no peers and no index entry. (Download counts of torrents that are
     /// not indexed go with their last peer, as in every tracker that keeps memory bounded.)
     pub(crate) fn is_disposable(&self) -> bool {
-        self.len() == 0 && self.ext.as_ref().is_none_or(|e| e.meta.is_none())
+        self.len() == 0 && self.meta().is_none()
     }
 
     pub(crate) fn meta(&self) -> Option<&IndexMeta> {
@@ -447,86 +563,73 @@ impl Swarm {
 
     fn drop_empty_ext(&mut self) {
         if let Some(e) = &self.ext {
-            if e.v6.is_empty() && e.meta.is_none() && e.v4_index.is_none() {
+            if e.v6.is_empty() && e.meta.is_none() && e.v4_index.is_none() && e.v4_large.is_empty()
+            {
                 self.ext = None;
             }
         }
     }
 
-    /// Purges expired peers if any may have expired. Returns the number removed.
+    /// Purges expired peers if any may have expired. Returns the number removed. Afterwards
+    /// every stored peer's expiry is after `now`.
     pub(crate) fn purge_if_due(&mut self, now: u32) -> usize {
         if now < self.next_purge {
             return 0;
         }
-        let mut none4 = None;
-        let index = match self.ext.as_deref_mut() {
-            Some(e) => &mut e.v4_index,
-            None => &mut none4,
-        };
-        let (r4, min4) = ListMut {
-            peers: &mut self.v4,
-            seeders: &mut self.v4_seeders,
-            index,
-        }
-        .purge(now);
-        if let Some(ix) = none4 {
-            self.ext().v4_index = Some(ix);
-        }
-        let (r6, min6) = match self.ext.as_deref_mut() {
-            Some(e) => ListMut {
-                peers: &mut e.v6,
-                seeders: &mut e.v6_seeders,
-                index: &mut e.v6_index,
-            }
-            .purge(now),
-            None => (0, u32::MAX),
+        let epoch = self.epoch;
+        let (r4, min4) = self.with_v4(|l| l.purge(now, epoch));
+        let (r6, min6) = match self.ext.is_some() {
+            true => self.with_v6(|l| l.purge(now, epoch)),
+            false => (0, u32::MAX),
         };
         self.next_purge = min4.min(min6);
         self.drop_empty_ext();
         r4 + r6
     }
 
+    /// The offset of `expiry` from the epoch, re-basing the swarm first if it does not fit.
+    /// Call after [`Self::purge_if_due`], so that every stored peer is alive at `now`.
+    fn offset_for(&mut self, expiry: u32, now: u32) -> u16 {
+        if self.len() == 0 {
+            self.epoch = now;
+        } else if expiry < self.epoch || expiry - self.epoch > u32::from(OFFSET_MASK) {
+            let old = self.epoch;
+            self.with_v4(|l| l.rebase(old, now));
+            if self.ext.is_some() {
+                self.with_v6(|l| l.rebase(old, now));
+            }
+            self.epoch = now;
+        }
+        expiry
+            .saturating_sub(self.epoch)
+            .min(u32::from(OFFSET_MASK)) as u16
+    }
+
     /// Shrinks lists that are far below their capacity (sweep only).
     pub(crate) fn maybe_shrink(&mut self) {
-        let mut none4 = None;
-        let index = match self.ext.as_deref_mut() {
-            Some(e) => &mut e.v4_index,
-            None => &mut none4,
-        };
-        ListMut {
-            peers: &mut self.v4,
-            seeders: &mut self.v4_seeders,
-            index,
-        }
-        .maybe_shrink();
-        if let Some(e) = self.ext.as_deref_mut() {
-            ListMut {
-                peers: &mut e.v6,
-                seeders: &mut e.v6_seeders,
-                index: &mut e.v6_index,
-            }
-            .maybe_shrink();
+        self.with_v4(|l| l.maybe_shrink());
+        if self.ext.is_some() {
+            self.with_v6(|l| l.maybe_shrink());
         }
     }
 
     /// Seeders and leechers that are alive at `now`, without changing anything.
     pub(crate) fn live_counts(&self, now: u32) -> (u32, u32) {
-        let v6 = self.ext.as_ref().map(|e| (e.v6.as_slice(), e.v6_seeders));
         if now < self.next_purge {
-            let seeders = self.v4_seeders + v6.map_or(0, |v| v.1);
+            let seeders = self.v4_seeders + self.ext.as_ref().map_or(0, |e| e.v6_seeders);
             return (seeders, self.len() as u32 - seeders);
         }
         let (mut s, mut l) = (0u32, 0u32);
-        let mut count = |alive: bool, seeder: bool| {
-            if alive {
-                if seeder { s += 1 } else { l += 1 }
-            }
+        let mut count = |alive: bool, seeder: bool| match (alive, seeder) {
+            (true, true) => s += 1,
+            (true, false) => l += 1,
+            _ => {}
         };
-        for p in &self.v4 {
-            count(p.alive(now), p.is_seeder());
+        for p in self.v4() {
+            count(p.alive(now, self.epoch), p.is_seeder());
         }
-        for p in v6.map_or(&[][..], |v| v.0) {
-            count(p.alive(now), p.is_seeder());
+        for p in self.v6() {
+            count(p.alive(now, self.epoch), p.is_seeder());
         }
         (s, l)
     }
@@ -542,40 +645,23 @@ impl Swarm {
         // Expired peers go first, so counts and the reply never depend on sweep timing.
         self.purge_if_due(now);
         let total = self.len();
-        let (stored, own_pos, seeder, count, v4_first) = match u.ip {
+        let offset = if u.event == Event::Stopped {
+            0
+        } else {
+            self.offset_for(u.expiry, now)
+        };
+        let (stored, own_pos, seeder, count, is_v4) = match u.ip {
             IpAddr::V4(ip) => {
-                let addr = crate::types::compact_v4(ip, u.port);
-                let mut none4 = None;
-                let index = match self.ext.as_deref_mut() {
-                    Some(e) => &mut e.v4_index,
-                    None => &mut none4,
-                };
-                let mut list = ListMut {
-                    peers: &mut self.v4,
-                    seeders: &mut self.v4_seeders,
-                    index,
-                };
-                let (st, pos, seeder, count) = apply(&mut list, addr, u, total);
-                // A list that just crossed the index threshold built its index in `none4`
-                // when the swarm had no extension yet: move it into place.
-                if let Some(ix) = none4 {
-                    self.ext().v4_index = Some(ix);
-                }
+                let addr = compact_v4(ip, u.port);
+                let (st, pos, seeder, count) = self.with_v4(|l| apply(l, addr, u, offset, total));
                 (st, pos, seeder, count, true)
             }
+            IpAddr::V6(_) if u.event == Event::Stopped && self.ext.is_none() => {
+                (Stored::Removed, None, u.left == 0, false, false)
+            }
             IpAddr::V6(ip) => {
-                let addr = crate::types::compact_v6(ip, u.port);
-                let (st, pos, seeder, count) = if u.event == Event::Stopped && self.ext.is_none() {
-                    (Stored::Removed, None, u.left == 0, false)
-                } else {
-                    let e = self.ext();
-                    let mut list = ListMut {
-                        peers: &mut e.v6,
-                        seeders: &mut e.v6_seeders,
-                        index: &mut e.v6_index,
-                    };
-                    apply(&mut list, addr, u, total)
-                };
+                let addr = compact_v6(ip, u.port);
+                let (st, pos, seeder, count) = self.with_v6(|l| apply(l, addr, u, offset, total));
                 (st, pos, seeder, count, false)
             }
         };
@@ -583,47 +669,50 @@ impl Swarm {
             self.downloaded = self.downloaded.saturating_add(1);
         }
         if stored == Stored::Stored {
-            self.next_purge = self.next_purge.min(u.expiry);
+            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
         }
+        let (seeders, leechers) = self.live_counts(now);
         let mut reply = SwarmReply {
+            seeders,
+            leechers,
             downloaded: self.downloaded,
             ..Default::default()
         };
-        let (s, l) = self.live_counts(now);
-        reply.seeders = s;
-        reply.leechers = l;
         if stored == Stored::Removed {
             self.drop_empty_ext();
             return (stored, reply);
         }
         // Seeders get only leechers; leechers get both. Own family first, then (HTTP) the other.
-        let v6: &[Peer<18>] = self.ext.as_ref().map_or(&[], |e| e.v6.as_slice());
-        let v4: &[Peer<6>] = &self.v4;
-        let (skip4, skip6) = if v4_first {
+        let epoch = self.epoch;
+        let v4 = self.v4();
+        let v6 = self.v6();
+        let (skip4, skip6) = if is_v4 {
             (own_pos, None)
         } else {
             (None, own_pos)
         };
-        let (n4, n6);
-        if v4_first {
-            n4 = select(v4, skip4, now, seeder, u.want, |p| {
+        let sel4 = |want, sink: &mut dyn PeerSink| {
+            select(v4, epoch, skip4, now, seeder, want, |p| {
                 sink.push_v4(&p.addr, &p.peer_id)
-            });
+            })
+        };
+        let sel6 = |want, sink: &mut dyn PeerSink| {
+            select(v6, epoch, skip6, now, seeder, want, |p| {
+                sink.push_v6(&p.addr, &p.peer_id)
+            })
+        };
+        let (n4, n6);
+        if is_v4 {
+            n4 = sel4(u.want, sink);
             n6 = if u.both_families {
-                select(v6, skip6, now, seeder, u.want - n4, |p| {
-                    sink.push_v6(&p.addr, &p.peer_id)
-                })
+                sel6(u.want - n4, sink)
             } else {
                 0
             };
         } else {
-            n6 = select(v6, skip6, now, seeder, u.want, |p| {
-                sink.push_v6(&p.addr, &p.peer_id)
-            });
+            n6 = sel6(u.want, sink);
             n4 = if u.both_families {
-                select(v4, skip4, now, seeder, u.want - n6, |p| {
-                    sink.push_v4(&p.addr, &p.peer_id)
-                })
+                sel4(u.want - n6, sink)
             } else {
                 0
             };
@@ -635,88 +724,61 @@ impl Swarm {
 
     /// Every stored live peer, IPv4 first.
     pub(crate) fn peers(&self, now: u32) -> impl Iterator<Item = PeerView> + '_ {
-        let view4 = self
-            .v4
+        let epoch = self.epoch;
+        let v4 = self
+            .v4()
             .iter()
-            .map(|p| (socket_from_v4(&p.addr), p.peer_id, p.flags, p.expiry()));
-        let v6: &[Peer<18>] = self.ext.as_ref().map_or(&[], |e| e.v6.as_slice());
-        let view6 = v6
+            .filter(move |p| p.alive(now, epoch))
+            .map(move |p| p.view(epoch, socket_from_v4(&p.addr)));
+        let v6 = self
+            .v6()
             .iter()
-            .map(|p| (socket_from_v6(&p.addr), p.peer_id, p.flags, p.expiry()));
-        view4
-            .chain(view6)
-            .filter(move |v| v.3 > now)
-            .map(|(addr, id, flags, expiry)| PeerView {
-                addr,
-                peer_id: PeerId(id),
-                status: if flags & SEEDER != 0 {
-                    PeerStatus::Seeding
-                } else {
-                    PeerStatus::Leeching
-                },
-                completed: flags & COMPLETED != 0,
-                expiry,
-            })
+            .filter(move |p| p.alive(now, epoch))
+            .map(move |p| p.view(epoch, socket_from_v6(&p.addr)));
+        v4.chain(v6)
     }
 
-    /// Puts a peer back from a snapshot (no counting, limits still apply). Returns whether it
-    /// was stored.
-    pub(crate) fn restore(&mut self, p: &PeerView, max_peers: usize) -> bool {
-        if self.len() >= max_peers {
+    /// Puts a peer back from a snapshot (no counting; limits still apply; the expiry is capped
+    /// at `now + MAX_PEER_TIMEOUT`). Returns whether it was stored.
+    pub(crate) fn restore(&mut self, p: &PeerView, now: u32, max_peers: usize) -> bool {
+        self.purge_if_due(now);
+        if self.len() >= max_peers || p.expiry <= now {
             return false;
         }
+        let expiry = p.expiry.min(now.saturating_add(MAX_PEER_TIMEOUT));
         let flags = match p.status {
             PeerStatus::Seeding => SEEDER,
             PeerStatus::Leeching => 0,
         } | if p.completed { COMPLETED } else { 0 };
+        let offset = self.offset_for(expiry, now);
         let port = p.addr.port();
-        match crate::types::canonical_ip(p.addr.ip()) {
-            IpAddr::V4(ip) => {
-                let addr = crate::types::compact_v4(ip, port);
-                let mut none4 = None;
-                let index = match self.ext.as_deref_mut() {
-                    Some(e) => &mut e.v4_index,
-                    None => &mut none4,
-                };
-                let mut list = ListMut {
-                    peers: &mut self.v4,
-                    seeders: &mut self.v4_seeders,
-                    index,
-                };
-                if list.find(&addr).is_some() {
-                    return false;
-                }
-                list.push(Peer {
-                    addr,
-                    peer_id: p.peer_id.0,
-                    expiry: p.expiry.to_le_bytes(),
-                    flags,
-                });
-                if let Some(ix) = none4 {
-                    self.ext().v4_index = Some(ix);
-                }
+        fn put<const N: usize>(
+            l: &mut ListMut<'_, N>,
+            addr: [u8; N],
+            p: &PeerView,
+            flags: u16,
+            offset: u16,
+        ) -> bool {
+            if l.find(&addr).is_some() {
+                return false;
             }
-            IpAddr::V6(ip) => {
-                let addr = crate::types::compact_v6(ip, port);
-                let e = self.ext();
-                let mut list = ListMut {
-                    peers: &mut e.v6,
-                    seeders: &mut e.v6_seeders,
-                    index: &mut e.v6_index,
-                };
-                if list.find(&addr).is_some() {
-                    return false;
-                }
-                list.push(Peer {
-                    addr,
-                    peer_id: p.peer_id.0,
-                    expiry: p.expiry.to_le_bytes(),
-                    flags,
-                });
-            }
+            let mut peer = Peer {
+                addr,
+                peer_id: p.peer_id.0,
+                meta: [0; 2],
+            };
+            peer.set_meta(flags, offset);
+            l.push(peer);
+            true
         }
-        self.next_purge = self.next_purge.min(p.expiry);
-        true
+        let stored = match crate::types::canonical_ip(p.addr.ip()) {
+            IpAddr::V4(ip) => self.with_v4(|l| put(l, compact_v4(ip, port), p, flags, offset)),
+            IpAddr::V6(ip) => self.with_v6(|l| put(l, compact_v6(ip, port), p, flags, offset)),
+        };
+        if stored {
+            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
+        }
+        stored
     }
 }
 
@@ -737,11 +799,11 @@ mod tests {
 
     #[test]
     fn records_are_packed() {
-        assert_eq!(std::mem::size_of::<Peer<6>>(), 31);
-        assert_eq!(std::mem::size_of::<Peer<18>>(), 43);
+        assert_eq!(std::mem::size_of::<Peer<6>>(), 28);
+        assert_eq!(std::mem::size_of::<Peer<18>>(), 40);
         assert_eq!(std::mem::align_of::<Peer<6>>(), 1);
         assert!(
-            std::mem::size_of::<Swarm>() <= 48,
+            std::mem::size_of::<Swarm>() <= 40,
             "{}",
             std::mem::size_of::<Swarm>()
         );
@@ -812,5 +874,30 @@ mod tests {
         );
         assert_eq!(sink.v6.len(), 18);
         assert_eq!(sink.v4.len(), 6);
+    }
+
+    #[test]
+    fn rebasing_keeps_every_expiry() {
+        let mut s = Swarm::default();
+        let mut sink = CompactPeers::default();
+        let mut now = 1_000_000u32;
+        // Keep one long-lived swarm busy for far longer than the 14-bit offset range, with
+        // peers re-announcing at different times, and check each peer's expiry exactly.
+        let mut expect = std::collections::HashMap::new();
+        for step in 0..400u32 {
+            now += 97;
+            let port = (step % 13) as u16 + 1;
+            let mut u = upd(v4(10, 0, 0, 1), port, u64::from(step % 2), Event::None);
+            u.expiry = now + MAX_PEER_TIMEOUT;
+            s.announce(&u, now, &mut sink);
+            expect.insert(port, now + MAX_PEER_TIMEOUT);
+            for p in s.peers(now) {
+                assert_eq!(p.expiry, expect[&p.addr.port()], "step {step}");
+            }
+        }
+        assert!(
+            s.epoch > 1_000_000 + u32::from(OFFSET_MASK),
+            "the swarm must have been re-based"
+        );
     }
 }

@@ -21,7 +21,9 @@ use rand::Rng;
 use crate::clock::Clock;
 use crate::config::CoreConfig;
 use crate::stats::Stats;
-use crate::swarm::{IndexMeta, PeerSink, PeerView, Stored, Swarm, SwarmReply, Update};
+use crate::swarm::{
+    IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored, Swarm, SwarmReply, Update,
+};
 use crate::types::{Event, InfoHash, PeerId, PeerStatus, canonical_ip};
 
 /// One announce, after the protocol crate has parsed and validated its own syntax.
@@ -249,7 +251,14 @@ impl Tracker {
     }
 
     /// An empty tracker on the given clock (tests pass [`Clock::manual`]).
-    pub fn with_clock(config: CoreConfig, clock: Clock) -> Self {
+    pub fn with_clock(mut config: CoreConfig, clock: Clock) -> Self {
+        if config.peer_timeout > MAX_PEER_TIMEOUT {
+            tracing::warn!(
+                "peer_timeout {} s is above the supported {MAX_PEER_TIMEOUT} s; using {MAX_PEER_TIMEOUT} s",
+                config.peer_timeout
+            );
+            config.peer_timeout = MAX_PEER_TIMEOUT;
+        }
         let shards = config.shards.max(2).next_power_of_two();
         let swarms = DashMap::with_capacity_and_hasher_and_shard_amount(
             0,
@@ -592,6 +601,7 @@ impl Tracker {
         if meta.is_none() && peers.is_empty() {
             return 0;
         }
+        let now = self.clock.now();
         let mut stored = 0;
         let mut swarm = match self.swarms.entry(info_hash) {
             Entry::Occupied(o) => o.into_ref(),
@@ -608,7 +618,7 @@ impl Tracker {
             swarm.set_meta(meta);
         }
         for p in peers {
-            stored += usize::from(swarm.restore(p, self.config.max_peers_per_swarm));
+            stored += usize::from(swarm.restore(p, now, self.config.max_peers_per_swarm));
         }
         stored
     }
