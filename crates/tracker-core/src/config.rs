@@ -1,9 +1,13 @@
 //! The tracker-core settings. The daemon fills this from the `[protocol]` and `[swarm]`
 //! sections of `config.toml`; the defaults here are the documented defaults there.
 
+use crate::access::AccessConfig;
+
 /// Settings that shape the swarm store and the announce rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreConfig {
+    /// Which torrents are tracked and whether passkeys are required.
+    pub access: AccessConfig,
     /// Number of shards (independent locks) in the swarm map; rounded up to a power of two,
     /// at least 1024 by default so that workers rarely meet on one lock.
     pub shards: usize,
@@ -30,6 +34,7 @@ pub struct CoreConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         Self {
+            access: AccessConfig::default(),
             shards: 1024,
             max_torrents: 10_000_000,
             max_peers_per_swarm: 100_000,

@@ -10,14 +10,19 @@
 //! What does not: sockets, async runtimes, wire codecs, configuration files. This crate is
 //! synchronous and does no I/O except reading and writing snapshot files when asked.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod snapshot;
 pub mod stats;
 pub mod swarm;
+pub mod torrent_file;
 pub mod tracker;
 pub mod types;
 
+pub use access::{
+    Access, AccessConfig, AccessError, AccessMode, AccessState, Passkey, PasskeyEntry,
+};
 pub use clock::{Clock, unix_now};
 pub use config::CoreConfig;
 pub use stats::{CounterValues, Counters, Stats, StatsSnapshot};

@@ -5,9 +5,12 @@
 //! ```json
 //! {"format":1,"written_at":"2026-11-21T01:00:00Z","written_at_unix":1795222800,
 //!  "connection_id_key":"<32 hex>",
+//!  "access":{"allow":[...],"deny":[...],"passkeys":[{"key":"...","expires_at":1795222800}],
+//!            "min_versions":[[42,2]]},
 //!  "torrents":[
 //!   {"info_hash":"<40 hex>","downloaded":3,
-//!    "index":{"name":"Example","size":734003200,"added_at":"2025-10-29T12:00:00Z"},
+//!    "index":{"name":"Example","size":734003200,"added_at":"2025-10-29T12:00:00Z",
+//!             "info_hash_v2":"<40 hex, hybrid torrents only>"},
 //!    "peers":[{"ip":"10.0.0.1","port":6881,"peer_id":"<40 hex>","status":"seeding",
 //!              "completed":true,"expires_in":1790}]}
 //!  ]}
@@ -136,6 +139,7 @@ struct Header<'a> {
     written_at: &'a str,
     written_at_unix: u32,
     connection_id_key: &'a str,
+    access: &'a crate::access::AccessState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +147,8 @@ struct IndexRecord {
     name: String,
     size: u64,
     added_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    info_hash_v2: Option<InfoHash>,
 }
 
 #[derive(Serialize)]
@@ -214,11 +220,13 @@ pub(crate) fn write_temp(
 
     let written_at = rfc3339(u64::from(now));
     let key = hex::encode(tracker.connection_id_key());
+    let access = tracker.access().state();
     let header = Header {
         format: FORMAT_VERSION,
         written_at: &written_at,
         written_at_unix: now,
         connection_id_key: &key,
+        access: &access,
     };
     let mut head = serde_json::to_vec(&header).map_err(|e| corrupt(&tmp, &e))?;
     // Reopen the object to append the torrents array: `{...}` -> `{...,"torrents":[`.
@@ -237,6 +245,7 @@ pub(crate) fn write_temp(
                 name: m.name.clone(),
                 size: m.size,
                 added_at: rfc3339(m.added_at),
+                info_hash_v2: m.v2,
             });
             if index.is_none() && swarm.live_counts(now) == (0, 0) {
                 return;
@@ -324,6 +333,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
         let mut format = None;
         let mut written_at = None;
         let mut key = None;
+        let mut access = None;
         let mut report = None;
         while let Some(k) = map.next_key::<String>()? {
             match k.as_str() {
@@ -347,6 +357,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                     })?;
                     key = Some(k);
                 }
+                "access" => access = Some(map.next_value::<crate::access::AccessState>()?),
                 "torrents" => {
                     if format.is_none() {
                         return Err(de::Error::custom("\"torrents\" before \"format\""));
@@ -368,6 +379,9 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
         let report = report.ok_or_else(|| de::Error::missing_field("torrents"))?;
         if let Some(k) = key {
             self.tracker.set_connection_id_key(k);
+        }
+        if let Some(a) = access {
+            self.tracker.access().restore_state(a);
         }
         Ok(report)
     }
@@ -419,6 +433,7 @@ impl<'de> Visitor<'de> for TorrentsSeed<'_> {
                     })?,
                     name: ix.name,
                     size: ix.size,
+                    v2: ix.info_hash_v2,
                 }),
                 None => None,
             };
@@ -545,6 +560,7 @@ mod tests {
                 name: "Five".into(),
                 size: 5,
                 added_at: 1_700_000_000,
+                v2: None,
             },
         )
         .unwrap();
@@ -554,9 +570,28 @@ mod tests {
                 name: "Only indexed".into(),
                 size: 9,
                 added_at: 1_700_000_001,
+                v2: None,
             },
         )
         .unwrap();
+        t.index_add(
+            InfoHash([7; 20]),
+            IndexMeta {
+                name: "Hybrid".into(),
+                size: 7,
+                added_at: 1_700_000_002,
+                v2: Some(InfoHash([0x77; 20])),
+            },
+        )
+        .unwrap();
+        t.access().allow(InfoHash([0xa1; 20]));
+        t.access().deny(InfoHash([0xd1; 20]));
+        t.access().add_passkey(crate::PasskeyEntry {
+            key: "abcdefghijklmnopqrstuvwxyz012345".parse().unwrap(),
+            expires_at: Some(1_900_000_000),
+            label: "alice".into(),
+        });
+        t.access().set_min_version(42, 3);
     }
 
     /// Everything a client or operator can observe, in a comparable form.
@@ -572,6 +607,11 @@ mod tests {
         }
         out.push(format!("{:?}", t.index_list(&IndexQuery::default(), now)));
         out.push(format!("{:?}", t.connection_id_key()));
+        out.push(format!("{:?}", t.access().state()));
+        out.push(format!(
+            "alias {:?}",
+            t.scrape_one(&InfoHash([0x77; 20]), now)
+        ));
         out.push(format!("torrents {}", t.torrent_count()));
         out
     }

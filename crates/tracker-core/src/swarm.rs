@@ -136,7 +136,7 @@ type Index<const N: usize> = HashMap<[u8; N], u32, ahash::RandomState>;
 
 /// An indexed torrent's descriptive entry (the torrent index lives inside the swarm record, so
 /// that a whitelist check costs no extra lock on the announce path).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexMeta {
     /// Display name.
     pub name: String,
@@ -144,6 +144,10 @@ pub struct IndexMeta {
     pub size: u64,
     /// When it was added, unix seconds.
     pub added_at: u64,
+    /// For a hybrid v1+v2 torrent indexed under its v1 hash: its v2 hash truncated to 20 bytes,
+    /// which announces and scrapes resolve to the same swarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2: Option<crate::types::InfoHash>,
 }
 
 #[derive(Debug, Default)]

@@ -10,14 +10,17 @@
 //! crate, and no map call is made while one is held. Whole-map walks (sweep, snapshot, index
 //! listing) take one shard lock at a time.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use rand::Rng;
 
+use crate::access::{Access, AccessError};
 use crate::clock::Clock;
 use crate::config::CoreConfig;
 use crate::stats::Stats;
@@ -78,6 +81,9 @@ pub enum AnnounceError {
     /// Port 0 cannot be connected to.
     #[error("invalid port: 0")]
     PortZero,
+    /// Refused by the access rules (whitelist, blacklist).
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// Scrape counts of one torrent (zeros for an unknown one).
@@ -147,6 +153,9 @@ pub struct TorrentSummary {
     pub size: u64,
     /// RFC 3339, UTC.
     pub added_at: String,
+    /// The truncated v2 hash of a hybrid torrent, which resolves to this entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info_hash_v2: Option<InfoHash>,
     /// Live seeders.
     pub seeders: u32,
     /// Live leechers.
@@ -242,6 +251,10 @@ pub struct Tracker {
     clock: Clock,
     stats: Stats,
     connection_id_key: Mutex<[u8; 16]>,
+    access: Access,
+    /// v2 info hashes (truncated) of indexed hybrid torrents -> their v1 hash. Read lock-free
+    /// on every announce and scrape; rebuilt on the rare index edit.
+    aliases: ArcSwap<HashMap<InfoHash, InfoHash>>,
 }
 
 impl Tracker {
@@ -266,6 +279,8 @@ impl Tracker {
             shards,
         );
         Self {
+            access: Access::new(config.access.clone()),
+            aliases: ArcSwap::from_pointee(HashMap::new()),
             config,
             swarms,
             torrents: AtomicUsize::new(0),
@@ -283,6 +298,26 @@ impl Tracker {
     /// The coarse clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Access control (lists, passkeys).
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// Checks a request's passkey (private mode); `Ok` when the tracker is not private.
+    pub fn check_passkey(&self, key: Option<&[u8]>) -> Result<(), AccessError> {
+        self.access.check_passkey(key, u64::from(self.clock.now()))
+    }
+
+    /// The torrent a hash stands for: a linked v2 hash resolves to its v1 hash.
+    #[inline]
+    pub fn resolve(&self, info_hash: &InfoHash) -> InfoHash {
+        let aliases = self.aliases.load();
+        if aliases.is_empty() {
+            return *info_hash;
+        }
+        aliases.get(info_hash).copied().unwrap_or(*info_hash)
     }
 
     /// The statistics registry.
@@ -349,16 +384,34 @@ impl Tracker {
             both_families: req.both_families,
             max_peers: self.config.max_peers_per_swarm,
         };
+        let info_hash = self.resolve(&req.info_hash);
+        // Whitelist / blacklist: checked under the same shard lock that serves the announce
+        // (being in the index is a field of the swarm record), so it costs no extra lock.
+        let open = self.access.is_open();
+        let check = |indexed: bool| match open {
+            true => Ok(()),
+            false => self.access.check_torrent(&info_hash, indexed),
+        };
         let (stored, reply) = if req.event == Event::Stopped {
             // `stopped` never creates a torrent: get_mut, not entry.
-            match self.swarms.get_mut(&req.info_hash) {
-                Some(mut swarm) => swarm.announce(&update, now, sink),
-                None => (Stored::Removed, SwarmReply::default()),
+            match self.swarms.get_mut(&info_hash) {
+                Some(mut swarm) => {
+                    check(swarm.meta().is_some())?;
+                    swarm.announce(&update, now, sink)
+                }
+                None => {
+                    check(false)?;
+                    (Stored::Removed, SwarmReply::default())
+                }
             }
         } else {
-            match self.swarms.entry(req.info_hash) {
-                Entry::Occupied(mut o) => o.get_mut().announce(&update, now, sink),
+            match self.swarms.entry(info_hash) {
+                Entry::Occupied(mut o) => {
+                    check(o.get().meta().is_some())?;
+                    o.get_mut().announce(&update, now, sink)
+                }
                 Entry::Vacant(v) => {
+                    check(false)?;
                     if self.torrents.load(Ordering::Relaxed) >= self.config.max_torrents {
                         (Stored::TorrentLimit, SwarmReply::default())
                     } else {
@@ -381,9 +434,18 @@ impl Tracker {
     }
 
     /// Counts of one torrent; zeros when unknown. One shard read lock.
+    /// A torrent the access rules refuse scrapes as unknown (zeros).
     pub fn scrape_one(&self, info_hash: &InfoHash, now: u32) -> ScrapeCounts {
-        match self.swarms.get(info_hash) {
-            Some(s) => {
+        let info_hash = self.resolve(info_hash);
+        let open = self.access.is_open();
+        match self.swarms.get(&info_hash) {
+            Some(s)
+                if open
+                    || self
+                        .access
+                        .check_torrent(&info_hash, s.meta().is_some())
+                        .is_ok() =>
+            {
                 let (seeders, leechers) = s.live_counts(now);
                 ScrapeCounts {
                     seeders,
@@ -391,7 +453,7 @@ impl Tracker {
                     downloaded: s.downloaded,
                 }
             }
-            None => ScrapeCounts::default(),
+            _ => ScrapeCounts::default(),
         }
     }
 
@@ -446,7 +508,7 @@ impl Tracker {
 
     /// Live peers of one torrent (operators' view). `None` if the torrent is unknown.
     pub fn peers(&self, info_hash: &InfoHash, now: u32) -> Option<Vec<PeerInfo>> {
-        let s = self.swarms.get(info_hash)?;
+        let s = self.swarms.get(&self.resolve(info_hash))?;
         Some(s.peers(now).map(|p| peer_info(&p, now)).collect())
     }
 
@@ -461,6 +523,16 @@ impl Tracker {
         if meta.name.len() > MAX_NAME_LEN {
             return Err(IndexError::BadName("longer than 1024 bytes"));
         }
+        let v2 = meta.v2.filter(|v2| *v2 != info_hash);
+        if let Some(v2) = v2 {
+            // The v2 hash must not already stand for another torrent.
+            if self.aliases.load().contains_key(&v2) || self.is_indexed(&v2) {
+                return Err(IndexError::Duplicate(v2));
+            }
+        }
+        if self.aliases.load().contains_key(&info_hash) {
+            return Err(IndexError::Duplicate(info_hash));
+        }
         match self.swarms.entry(info_hash) {
             Entry::Occupied(mut o) => {
                 if o.get().meta().is_some() {
@@ -473,20 +545,35 @@ impl Tracker {
                 v.insert(Swarm::default()).set_meta(Some(meta));
             }
         }
+        if let Some(v2) = v2 {
+            self.edit_aliases(|a| a.insert(v2, info_hash));
+        }
         Ok(())
+    }
+
+    fn edit_aliases<R>(&self, f: impl FnOnce(&mut HashMap<InfoHash, InfoHash>) -> R) -> R {
+        // Index edits are rare and come from the admin API; copy-on-write keeps every announce
+        // lock-free on this map.
+        let mut map = HashMap::clone(&self.aliases.load());
+        let r = f(&mut map);
+        self.aliases.store(std::sync::Arc::new(map));
+        r
     }
 
     /// Removes an index entry (the swarm, if any, stays until its peers leave).
     pub fn index_remove(&self, info_hash: &InfoHash) -> Result<(), IndexError> {
-        let mut gone = false;
+        let info_hash = &self.resolve(info_hash);
+        let mut gone = None;
         let removed = self.swarms.remove_if_mut(info_hash, |_, s| {
-            if s.meta().is_none() {
-                return false;
-            }
-            gone = true;
+            let Some(meta) = s.meta() else { return false };
+            gone = Some(meta.v2);
             s.set_meta(None);
             s.is_disposable()
         });
+        if let Some(Some(v2)) = gone {
+            self.edit_aliases(|a| a.remove(&v2));
+        }
+        let gone = gone.is_some();
         if removed.is_some() {
             self.torrents.fetch_sub(1, Ordering::Relaxed);
         }
@@ -500,12 +587,13 @@ impl Tracker {
     /// Whether the torrent is in the index.
     pub fn is_indexed(&self, info_hash: &InfoHash) -> bool {
         self.swarms
-            .get(info_hash)
+            .get(&self.resolve(info_hash))
             .is_some_and(|s| s.meta().is_some())
     }
 
     /// One indexed torrent with its peers.
     pub fn index_get(&self, info_hash: &InfoHash, now: u32) -> Option<TorrentDetail> {
+        let info_hash = &self.resolve(info_hash);
         let s = self.swarms.get(info_hash)?;
         let meta = s.meta()?;
         Some(TorrentDetail {
@@ -525,6 +613,7 @@ impl Tracker {
             if !q.is_empty()
                 && !meta.name.to_lowercase().contains(&q)
                 && !r.key().to_string().starts_with(&q)
+                && !meta.v2.is_some_and(|v2| v2.to_string().starts_with(&q))
             {
                 continue;
             }
@@ -565,6 +654,7 @@ impl Tracker {
     pub(crate) fn clear(&self) {
         self.swarms.clear();
         self.torrents.store(0, Ordering::Relaxed);
+        self.aliases.store(std::sync::Arc::new(HashMap::new()));
     }
 
     pub(crate) fn shard_count(&self) -> usize {
@@ -614,11 +704,19 @@ impl Tracker {
             }
         };
         swarm.downloaded = swarm.downloaded.max(downloaded);
+        let v2 = meta
+            .as_ref()
+            .and_then(|m| m.v2)
+            .filter(|v2| *v2 != info_hash);
         if meta.is_some() {
             swarm.set_meta(meta);
         }
         for p in peers {
             stored += usize::from(swarm.restore(p, now, self.config.max_peers_per_swarm));
+        }
+        drop(swarm);
+        if let Some(v2) = v2 {
+            self.edit_aliases(|a| a.insert(v2, info_hash));
         }
         stored
     }
@@ -631,6 +729,7 @@ fn summary(info_hash: &InfoHash, meta: &IndexMeta, s: &Swarm, now: u32) -> Torre
         name: meta.name.clone(),
         size: meta.size,
         added_at: rfc3339(meta.added_at),
+        info_hash_v2: meta.v2,
         seeders,
         leechers,
         downloaded: s.downloaded,

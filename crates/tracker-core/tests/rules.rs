@@ -6,8 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 use tracker_core::{
-    AnnounceRequest, Clock, CompactPeers, CoreConfig, Event, IndexError, IndexMeta, IndexQuery,
-    InfoHash, PeerId, ScrapeCounts, SortBy, Stored, Tracker,
+    AccessConfig, AccessMode, AnnounceError, AnnounceRequest, Clock, CompactPeers, CoreConfig,
+    Event, IndexError, IndexMeta, IndexQuery, InfoHash, PeerId, ScrapeCounts, SortBy, Stored,
+    Tracker,
 };
 
 const T0: u32 = 1_800_000_000;
@@ -291,6 +292,7 @@ fn sweep_keeps_indexed_torrents_and_their_download_counts() {
             name: "A".into(),
             size: 1,
             added_at: 0,
+            v2: None,
         },
     )
     .unwrap();
@@ -366,6 +368,7 @@ fn index_add_list_search_show_remove() {
             name: "Example Torrent".into(),
             size: 734_003_200,
             added_at: 1_761_739_200,
+            v2: None,
         },
     )
     .unwrap();
@@ -375,6 +378,7 @@ fn index_add_list_search_show_remove() {
             name: "another ONE".into(),
             size: 2,
             added_at: 1_761_739_300,
+            v2: None,
         },
     )
     .unwrap();
@@ -384,6 +388,7 @@ fn index_add_list_search_show_remove() {
             name: "Zed".into(),
             size: 3,
             added_at: 1_761_739_400,
+            v2: None,
         },
     )
     .unwrap();
@@ -393,7 +398,8 @@ fn index_add_list_search_show_remove() {
             IndexMeta {
                 name: "dup".into(),
                 size: 1,
-                added_at: 0
+                added_at: 0,
+                ..Default::default()
             }
         ),
         Err(IndexError::Duplicate(a))
@@ -404,7 +410,8 @@ fn index_add_list_search_show_remove() {
             IndexMeta {
                 name: " ".into(),
                 size: 1,
-                added_at: 0
+                added_at: 0,
+                ..Default::default()
             }
         )
         .is_err()
@@ -619,4 +626,125 @@ proptest! {
     fn limits_are_never_exceeded(ops in proptest::collection::vec(op(), 1..120)) {
         run_ops(&ops, CoreConfig { shards: 4, max_torrents: 2, max_peers_per_swarm: 3, ..CoreConfig::default() }, false)?;
     }
+}
+
+#[test]
+fn whitelist_refuses_unlisted_torrents_and_admits_indexed_and_allowed_ones() {
+    let t = tracker_with(CoreConfig {
+        access: AccessConfig {
+            mode: AccessMode::Whitelist,
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    });
+    let err = t.announce(
+        &req(1, ip4(1), 1000, 5, Event::Started),
+        T0,
+        &mut CompactPeers::default(),
+    );
+    assert_eq!(err.unwrap_err().to_string(), "unregistered torrent");
+    let err = t.announce(
+        &req(1, ip4(1), 1000, 5, Event::Stopped),
+        T0,
+        &mut CompactPeers::default(),
+    );
+    assert!(matches!(err, Err(AnnounceError::Access(_))));
+    assert_eq!(t.torrent_count(), 0, "a refused announce stores nothing");
+    t.index_add(
+        InfoHash([1; 20]),
+        IndexMeta {
+            name: "one".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    announce(&t, &req(1, ip4(1), 1000, 5, Event::Started));
+    t.access().allow(InfoHash([2; 20]));
+    announce(&t, &req(2, ip4(1), 1000, 5, Event::Started));
+    assert_eq!(counts(&t, 2).leechers, 1);
+    // Unlisting keeps the swarm but refuses announces and scrapes it as unknown.
+    t.access().unallow(&InfoHash([2; 20]));
+    assert_eq!(counts(&t, 2), ScrapeCounts::default());
+    assert!(
+        t.announce(
+            &req(2, ip4(1), 1000, 5, Event::None),
+            T0,
+            &mut CompactPeers::default()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn blacklist_refuses_listed_torrents() {
+    let t = tracker_with(CoreConfig {
+        access: AccessConfig {
+            mode: AccessMode::Blacklist,
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    });
+    announce(&t, &req(1, ip4(1), 1000, 5, Event::Started));
+    t.access().deny(InfoHash([1; 20]));
+    let err = t.announce(
+        &req(1, ip4(2), 1000, 5, Event::Started),
+        T0,
+        &mut CompactPeers::default(),
+    );
+    assert_eq!(err.unwrap_err().to_string(), "torrent is blacklisted");
+    assert_eq!(counts(&t, 1), ScrapeCounts::default());
+    announce(&t, &req(3, ip4(1), 1000, 5, Event::Started));
+}
+
+#[test]
+fn a_linked_v2_hash_is_the_same_torrent() {
+    let t = tracker();
+    let v1 = InfoHash([1; 20]);
+    let v2 = InfoHash([0x22; 20]);
+    t.index_add(
+        v1,
+        IndexMeta {
+            name: "hybrid".into(),
+            v2: Some(v2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    announce(&t, &req(1, ip4(1), 1000, 0, Event::Started));
+    // The same client announcing the v2 hash is the same peer, not a second one.
+    let (out, sink) = announce(&t, &req(0x22, ip4(1), 1000, 0, Event::None));
+    assert_eq!((out.seeders, out.leechers), (1, 0));
+    assert!(sink.addrs().is_empty());
+    announce(&t, &req(0x22, ip4(2), 1000, 5, Event::Started));
+    assert_eq!(counts(&t, 1), counts(&t, 0x22));
+    assert_eq!(counts(&t, 1).leechers, 1);
+    assert_eq!(t.index_get(&v2, T0).unwrap().summary.info_hash, v1);
+    assert_eq!(
+        t.index_add(
+            InfoHash([9; 20]),
+            IndexMeta {
+                name: "x".into(),
+                v2: Some(v2),
+                ..Default::default()
+            }
+        ),
+        Err(IndexError::Duplicate(v2))
+    );
+    assert_eq!(
+        t.index_add(
+            v2,
+            IndexMeta {
+                name: "x".into(),
+                ..Default::default()
+            }
+        ),
+        Err(IndexError::Duplicate(v2))
+    );
+    t.index_remove(&v2).unwrap();
+    assert!(!t.is_indexed(&v1));
+    assert_eq!(
+        counts(&t, 0x22),
+        ScrapeCounts::default(),
+        "the link goes with the entry"
+    );
 }

@@ -1,0 +1,239 @@
+//! Reading `.torrent` files (BEP 3 v1, BEP 52 v2 and hybrid) for the torrent index.
+//!
+//! The info hash is the hash of the raw bencoded `info` dictionary. The file is decoded with
+//! `serde_bencode` and the `info` value re-encoded; bencode has one canonical form (sorted keys,
+//! no leading zeros), and the re-encoded bytes are required to appear verbatim in the file, so a
+//! file whose `info` is not canonical is refused instead of being given a hash no client computes.
+
+use std::collections::HashMap;
+
+use serde_bencode::value::Value;
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+
+use crate::types::InfoHash;
+
+/// What the index needs from a `.torrent` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentFile {
+    /// SHA-1 of the info dict; `None` for a v2-only torrent.
+    pub v1: Option<InfoHash>,
+    /// SHA-256 of the info dict for v2 and hybrid torrents (`meta version` 2).
+    pub v2: Option<[u8; 32]>,
+    /// `info.name`, lossily decoded as UTF-8.
+    pub name: String,
+    /// Total payload size in bytes.
+    pub size: u64,
+    /// `info.private` is 1.
+    pub private: bool,
+}
+
+impl TorrentFile {
+    /// The hash the tracker keys the torrent under: v1 if there is one, else the v2 hash
+    /// truncated to 20 bytes (what v2 clients announce).
+    pub fn primary(&self) -> InfoHash {
+        match (self.v1, self.v2) {
+            (Some(v1), _) => v1,
+            (None, Some(v2)) => truncate(&v2),
+            // `parse` never returns a file with neither.
+            (None, None) => InfoHash::default(),
+        }
+    }
+
+    /// For a hybrid torrent, the truncated v2 hash that should resolve to the v1 entry.
+    pub fn linked_v2(&self) -> Option<InfoHash> {
+        self.v1.and(self.v2.map(|v2| truncate(&v2)))
+    }
+}
+
+/// The first 20 bytes of a v2 info hash (BEP 52: what goes in announces and scrapes).
+pub fn truncate(v2: &[u8; 32]) -> InfoHash {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&v2[..20]);
+    InfoHash(out)
+}
+
+/// Why a file is not a usable torrent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TorrentFileError {
+    /// Not bencode.
+    #[error("not a bencoded torrent file: {0}")]
+    Bencode(String),
+    /// Bencode, but not a torrent.
+    #[error("not a torrent file: {0}")]
+    Shape(&'static str),
+    /// The info dict is not in canonical bencoding, so its hash would be ambiguous.
+    #[error("the info dictionary is not canonically bencoded")]
+    NotCanonical,
+}
+
+fn get<'a>(d: &'a HashMap<Vec<u8>, Value>, key: &str) -> Option<&'a Value> {
+    d.get(key.as_bytes())
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    match v {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// Parses a `.torrent` file.
+pub fn parse(bytes: &[u8]) -> Result<TorrentFile, TorrentFileError> {
+    let top: Value =
+        serde_bencode::from_bytes(bytes).map_err(|e| TorrentFileError::Bencode(e.to_string()))?;
+    let Value::Dict(top) = top else {
+        return Err(TorrentFileError::Shape("top level is not a dictionary"));
+    };
+    let info_value = get(&top, "info").ok_or(TorrentFileError::Shape("no info dictionary"))?;
+    let Value::Dict(info) = info_value else {
+        return Err(TorrentFileError::Shape("info is not a dictionary"));
+    };
+    let raw = serde_bencode::to_bytes(info_value)
+        .map_err(|e| TorrentFileError::Bencode(e.to_string()))?;
+    if !bytes.windows(raw.len()).any(|w| w == raw.as_slice()) {
+        return Err(TorrentFileError::NotCanonical);
+    }
+    let name = match get(info, "name") {
+        Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => return Err(TorrentFileError::Shape("info.name missing")),
+    };
+    let is_v2 = int(get(info, "meta version")) == Some(2);
+    let has_v1 = get(info, "pieces").is_some();
+    if !is_v2 && !has_v1 {
+        return Err(TorrentFileError::Shape(
+            "neither v1 pieces nor v2 meta version",
+        ));
+    }
+    let size = if has_v1 {
+        v1_size(info)?
+    } else {
+        match get(info, "file tree") {
+            Some(tree) => tree_size(tree, 0)?,
+            None => return Err(TorrentFileError::Shape("v2 torrent without a file tree")),
+        }
+    };
+    Ok(TorrentFile {
+        v1: has_v1.then(|| InfoHash(Sha1::digest(&raw).into())),
+        v2: is_v2.then(|| Sha256::digest(&raw).into()),
+        name,
+        size,
+        private: int(get(info, "private")) == Some(1),
+    })
+}
+
+fn length(v: Option<&Value>) -> Result<u64, TorrentFileError> {
+    int(v)
+        .and_then(|i| u64::try_from(i).ok())
+        .ok_or(TorrentFileError::Shape(
+            "a file length is missing or negative",
+        ))
+}
+
+fn v1_size(info: &HashMap<Vec<u8>, Value>) -> Result<u64, TorrentFileError> {
+    if let Some(l) = get(info, "length") {
+        return length(Some(l));
+    }
+    let Some(Value::List(files)) = get(info, "files") else {
+        return Err(TorrentFileError::Shape("neither length nor files in info"));
+    };
+    let mut total = 0u64;
+    for f in files {
+        let Value::Dict(f) = f else {
+            return Err(TorrentFileError::Shape("a file entry is not a dictionary"));
+        };
+        total = total.saturating_add(length(get(f, "length"))?);
+    }
+    Ok(total)
+}
+
+/// Sums a BEP 52 file tree: directories are dicts of names; a file is a dict whose "" key holds
+/// `{length, pieces root}`.
+fn tree_size(v: &Value, depth: usize) -> Result<u64, TorrentFileError> {
+    if depth > 64 {
+        return Err(TorrentFileError::Shape("file tree nested too deeply"));
+    }
+    let Value::Dict(d) = v else {
+        return Err(TorrentFileError::Shape(
+            "file tree node is not a dictionary",
+        ));
+    };
+    let mut total = 0u64;
+    for (k, child) in d {
+        if k.is_empty() {
+            let Value::Dict(leaf) = child else {
+                return Err(TorrentFileError::Shape(
+                    "file tree leaf is not a dictionary",
+                ));
+            };
+            total = total.saturating_add(length(get(leaf, "length"))?);
+        } else {
+            total = total.saturating_add(tree_size(child, depth + 1)?);
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_file_v1() {
+        let info = b"d6:lengthi12345e4:name5:hello12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaa7:privatei1ee";
+        let file = [b"d8:announce14:http://t/annce4:info".as_slice(), info, b"e"].concat();
+        let t = parse(&file).unwrap();
+        assert_eq!(t.name, "hello");
+        assert_eq!(t.size, 12345);
+        assert!(t.private);
+        assert_eq!(t.v1, Some(InfoHash(Sha1::digest(info).into())));
+        assert_eq!(t.v2, None);
+        assert_eq!(t.primary(), t.v1.unwrap());
+    }
+
+    #[test]
+    fn multi_file_v1_sums_lengths() {
+        let info = b"d5:filesld6:lengthi3e4:pathl1:aeed6:lengthi4e4:pathl1:beee4:name3:dir12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let file = [b"d4:info".as_slice(), info, b"e"].concat();
+        assert_eq!(parse(&file).unwrap().size, 7);
+    }
+
+    #[test]
+    fn hybrid_has_both_hashes() {
+        let info = b"d9:file treed1:ad0:d6:lengthi5e11:pieces root32:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbeee6:lengthi5e12:meta versioni2e4:name1:a12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let file = [b"d4:info".as_slice(), info, b"e"].concat();
+        let t = parse(&file).unwrap();
+        let v2: [u8; 32] = Sha256::digest(info).into();
+        assert_eq!(t.v2, Some(v2));
+        assert_eq!(t.linked_v2(), Some(truncate(&v2)));
+        assert_eq!(t.primary(), t.v1.unwrap());
+    }
+
+    #[test]
+    fn v2_only_is_keyed_by_truncated_v2() {
+        let info = b"d9:file treed1:ad0:d6:lengthi5e11:pieces root32:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbeee12:meta versioni2e4:name1:a12:piece lengthi16384ee";
+        let file = [b"d4:info".as_slice(), info, b"e"].concat();
+        let t = parse(&file).unwrap();
+        assert_eq!(t.v1, None);
+        assert_eq!(t.size, 5);
+        assert_eq!(t.primary(), truncate(&Sha256::digest(info).into()));
+        assert_eq!(t.linked_v2(), None);
+    }
+
+    #[test]
+    fn garbage_and_non_canonical_are_refused() {
+        assert!(matches!(
+            parse(b"not bencode"),
+            Err(TorrentFileError::Bencode(_))
+        ));
+        assert!(matches!(parse(b"i3e"), Err(TorrentFileError::Shape(_))));
+        assert!(matches!(
+            parse(b"d4:infoi3ee"),
+            Err(TorrentFileError::Shape(_))
+        ));
+        // Keys out of order: a valid decode, but not canonical.
+        let info = b"d4:name1:a6:lengthi1e12:piece lengthi1e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let file = [b"d4:info".as_slice(), info, b"e"].concat();
+        assert_eq!(parse(&file), Err(TorrentFileError::NotCanonical));
+    }
+}
