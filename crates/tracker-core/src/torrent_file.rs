@@ -142,6 +142,10 @@ fn v1_size(info: &HashMap<Vec<u8>, Value>) -> Result<u64, TorrentFileError> {
         let Value::Dict(f) = f else {
             return Err(TorrentFileError::Shape("a file entry is not a dictionary"));
         };
+        // BEP 47 pad files (attr contains 'p') align files to pieces; they are not payload.
+        if matches!(get(f, "attr"), Some(Value::Bytes(a)) if a.contains(&b'p')) {
+            continue;
+        }
         total = total.saturating_add(length(get(f, "length"))?);
     }
     Ok(total)
