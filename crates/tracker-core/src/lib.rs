@@ -13,6 +13,7 @@
 pub mod access;
 pub mod clock;
 pub mod config;
+mod fast_rng;
 pub mod snapshot;
 pub mod stats;
 pub mod swarm;

@@ -47,8 +47,6 @@ use std::net::{IpAddr, SocketAddr};
 #[cfg(test)]
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use rand::Rng;
-
 use crate::types::{
     Event, PeerId, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6,
 };
@@ -466,7 +464,7 @@ fn select<const N: usize>(
         return 0;
     }
     let start = if len > want {
-        rand::rng().random_range(0..len)
+        crate::fast_rng::below(len)
     } else {
         0
     };
@@ -695,30 +693,28 @@ impl Swarm {
         } else {
             (None, own_pos)
         };
-        let sel4 = |want, sink: &mut dyn PeerSink| {
-            select(v4, epoch, skip4, now, seeder, want, |p| {
-                sink.push_v4(&p.addr, &p.peer_id)
-            })
-        };
-        let sel6 = |want, sink: &mut dyn PeerSink| {
-            select(v6, epoch, skip6, now, seeder, want, |p| {
-                sink.push_v6(&p.addr, &p.peer_id)
-            })
-        };
+        // Written out per family (not through closures) so the sink stays a generic, not a
+        // `dyn`, and every push is inlined.
         let (n4, n6);
         if is_v4 {
-            n4 = sel4(u.want, sink);
-            n6 = if u.both_families {
-                sel6(u.want - n4, sink)
-            } else {
-                0
+            n4 = select(v4, epoch, skip4, now, seeder, u.want, |p| {
+                sink.push_v4(&p.addr, &p.peer_id)
+            });
+            n6 = match u.both_families {
+                true => select(v6, epoch, skip6, now, seeder, u.want - n4, |p| {
+                    sink.push_v6(&p.addr, &p.peer_id)
+                }),
+                false => 0,
             };
         } else {
-            n6 = sel6(u.want, sink);
-            n4 = if u.both_families {
-                sel4(u.want - n6, sink)
-            } else {
-                0
+            n6 = select(v6, epoch, skip6, now, seeder, u.want, |p| {
+                sink.push_v6(&p.addr, &p.peer_id)
+            });
+            n4 = match u.both_families {
+                true => select(v4, epoch, skip4, now, seeder, u.want - n6, |p| {
+                    sink.push_v4(&p.addr, &p.peer_id)
+                }),
+                false => 0,
             };
         }
         reply.peers_v4 = n4 as u32;

@@ -255,6 +255,7 @@ pub struct Tracker {
     /// v2 info hashes (truncated) of indexed hybrid torrents -> their v1 hash. Read lock-free
     /// on every announce and scrape; rebuilt on the rare index edit.
     aliases: ArcSwap<HashMap<InfoHash, InfoHash>>,
+    has_aliases: std::sync::atomic::AtomicBool,
 }
 
 impl Tracker {
@@ -281,6 +282,7 @@ impl Tracker {
         Self {
             access: Access::new(config.access.clone()),
             aliases: ArcSwap::from_pointee(HashMap::new()),
+            has_aliases: std::sync::atomic::AtomicBool::new(false),
             config,
             swarms,
             torrents: AtomicUsize::new(0),
@@ -313,6 +315,10 @@ impl Tracker {
     /// The torrent a hash stands for: a linked v2 hash resolves to its v1 hash.
     #[inline]
     pub fn resolve(&self, info_hash: &InfoHash) -> InfoHash {
+        // One relaxed-cost flag read on the hot path while no hybrid torrent is indexed.
+        if !self.has_aliases.load(Ordering::Acquire) {
+            return *info_hash;
+        }
         let aliases = self.aliases.load();
         if aliases.is_empty() {
             return *info_hash;
@@ -354,9 +360,7 @@ impl Tracker {
             return base;
         }
         let lo = base - spread;
-        rand::rng()
-            .random_range(lo..=base.saturating_add(spread))
-            .max(1)
+        (lo + crate::fast_rng::below(2 * spread as usize + 1) as u32).max(1)
     }
 
     /// Applies one announce and writes the selected peers to `sink`. Takes one shard lock.
@@ -556,7 +560,9 @@ impl Tracker {
         // lock-free on this map.
         let mut map = HashMap::clone(&self.aliases.load());
         let r = f(&mut map);
+        let any = !map.is_empty();
         self.aliases.store(std::sync::Arc::new(map));
+        self.has_aliases.store(any, Ordering::Release);
         r
     }
 
@@ -655,6 +661,7 @@ impl Tracker {
         self.swarms.clear();
         self.torrents.store(0, Ordering::Relaxed);
         self.aliases.store(std::sync::Arc::new(HashMap::new()));
+        self.has_aliases.store(false, Ordering::Release);
     }
 
     pub(crate) fn shard_count(&self) -> usize {
