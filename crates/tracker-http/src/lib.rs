@@ -1,1 +1,23 @@
-//! placeholder
+//! # tracker-http
+//!
+//! The HTTP front end of mini-torrust: BEP 3 announce with BEP 23 compact peers, BEP 7
+//! `peers6`, BEP 24 `external ip`, and BEP 48 scrape, served by hyper 1.x (HTTP/1.1,
+//! keep-alive) on tokio.
+//!
+//! What lives here: the `[http]` config section ([`HttpConfig`]), the raw-bytes query parser
+//! ([`query`]), the bencode reply writer ([`bencode`]), the client-IP rules ([`client_ip`]),
+//! routing ([`handler`]) and the accept loop ([`serve`]).
+//!
+//! What does not: the tracker rules and the swarm store (`tracker-core`), config file parsing,
+//! signals and listener binding (the daemon), access control (a later issue; the passkey paths
+//! are routed but the key is not checked yet), the admin API.
+
+pub mod bencode;
+pub mod client_ip;
+pub mod config;
+pub mod handler;
+pub mod query;
+pub mod server;
+
+pub use config::{Cidr, CidrError, HttpConfig, HttpConfigError};
+pub use server::serve;

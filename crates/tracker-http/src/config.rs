@@ -1,0 +1,300 @@
+//! The `[http]` section of `config.toml`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Smallest read buffer hyper accepts (`http1::Builder::max_buf_size` panics below it).
+const HYPER_MIN_BUF: usize = 8192;
+
+/// hyper refuses request targets longer than this with `414` before we see them, so a request
+/// head limit above it would let some over-long queries get a `414` instead of our failure reason.
+pub const MAX_HEAD_BYTES_LIMIT: usize = 65_000;
+
+/// Upper bound of `max_connections`.
+const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+/// Upper bound of every timeout, in milliseconds (one hour).
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Settings of the HTTP tracker listeners. Every field has a default; unknown keys are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Addresses to listen on (TCP). The daemon binds one listener per entry; an empty list
+    /// disables the HTTP tracker. IPv6 addresses are bound IPv6-only.
+    /// Default: `["0.0.0.0:6969", "[::]:6969"]`.
+    pub bind: Vec<SocketAddr>,
+    /// Most peers in one announce reply (IPv4 and IPv6 together), whatever `numwant` asks for.
+    /// Count. Default: 200.
+    pub max_numwant: u32,
+    /// Most `info_hash` values in one scrape (BEP 48); more is refused with a failure reason.
+    /// Count. Default: 74.
+    pub max_scrape: usize,
+    /// Longest query string (the part after `?`) accepted, in bytes. Longer ones are answered
+    /// with a failure reason. Default: 8192 (a full 74-hash scrape, every byte escaped, is
+    /// about 5.2 KiB).
+    pub max_query_bytes: usize,
+    /// Longest request head (request line plus headers) read from a client, in bytes. A client
+    /// that sends more without finishing its head gets a bencoded failure reason and the
+    /// connection is closed. At most 65000 (hyper answers `414` to request targets above
+    /// 65534 bytes on its own). Default: 16384.
+    pub max_head_bytes: usize,
+    /// Most client connections open at once per listener, 1 to 1000000. When reached, the
+    /// listener stops accepting (clients wait in the kernel backlog) until one closes. Count.
+    /// Default: 10000.
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head once its first byte arrived, in
+    /// milliseconds, 1 to 3600000; the connection is closed after that (slow-loris guard).
+    /// Default: 5000.
+    pub header_read_timeout_ms: u64,
+    /// Time a keep-alive connection may sit between requests before it is closed, in seconds,
+    /// 1 to 3600. Default: 60.
+    pub idle_timeout_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` header is believed: CIDR strings (`10.0.0.0/8`,
+    /// `::1/128`) or plain addresses. For a request from one of them, the client IP is the
+    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy. Default: `[]`.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Whether the `ip=` announce parameter is honoured, and then only for requests whose
+    /// socket peer is loopback or a trusted proxy. Otherwise it is ignored. Default: `false`.
+    pub allow_ip_param: bool,
+    /// Whether a scrape without `info_hash` lists every torrent. Not implemented yet: must be
+    /// `false` (a scrape without `info_hash` is answered with a failure reason). Default: `false`.
+    pub full_scrape: bool,
+    /// After the shutdown signal, how long open connections get to finish their current
+    /// request before they are dropped, in milliseconds, at most 3600000. Default: 5000.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: vec![
+                SocketAddr::from(([0, 0, 0, 0], 6969)),
+                SocketAddr::from(([0u16; 8], 6969)),
+            ],
+            max_numwant: 200,
+            max_scrape: 74,
+            max_query_bytes: 8192,
+            max_head_bytes: 16384,
+            max_connections: 10_000,
+            header_read_timeout_ms: 5000,
+            idle_timeout_secs: 60,
+            trusted_proxies: Vec::new(),
+            allow_ip_param: false,
+            full_scrape: false,
+            shutdown_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Why an [`HttpConfig`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpConfigError {
+    /// A numeric setting is out of its range.
+    #[error("http.{field}: {reason}")]
+    OutOfRange {
+        /// The config key.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A setting that is not implemented yet was turned on.
+    #[error("http.{0} = true is not supported yet")]
+    Unsupported(&'static str),
+}
+
+impl HttpConfig {
+    /// Checks the ranges serde cannot express. The daemon calls this after parsing
+    /// (`--check-config`); [`crate::serve`] calls it too and refuses to start on an error.
+    pub fn validate(&self) -> Result<(), HttpConfigError> {
+        let range = |field, ok: bool, reason| {
+            if ok {
+                Ok(())
+            } else {
+                Err(HttpConfigError::OutOfRange { field, reason })
+            }
+        };
+        range("max_scrape", self.max_scrape >= 1, "must be at least 1")?;
+        range(
+            "max_query_bytes",
+            self.max_query_bytes >= 64,
+            "must be at least 64",
+        )?;
+        range(
+            "max_head_bytes",
+            (1024..=MAX_HEAD_BYTES_LIMIT).contains(&self.max_head_bytes),
+            "must be between 1024 and 65000",
+        )?;
+        range(
+            "max_connections",
+            (1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections),
+            "must be between 1 and 1000000",
+        )?;
+        range(
+            "header_read_timeout_ms",
+            (1..=MAX_TIMEOUT_MS).contains(&self.header_read_timeout_ms),
+            "must be between 1 and 3600000 (one hour)",
+        )?;
+        range(
+            "idle_timeout_secs",
+            (1..=MAX_TIMEOUT_MS / 1000).contains(&self.idle_timeout_secs),
+            "must be between 1 and 3600 (one hour)",
+        )?;
+        range(
+            "shutdown_timeout_ms",
+            self.shutdown_timeout_ms <= MAX_TIMEOUT_MS,
+            "must be at most 3600000 (one hour)",
+        )?;
+        if self.full_scrape {
+            return Err(HttpConfigError::Unsupported("full_scrape"));
+        }
+        Ok(())
+    }
+
+    /// The read buffer limit handed to hyper: above our own head limit, so that our limit
+    /// (which answers with a failure reason) always trips first.
+    pub(crate) fn hyper_buf_size(&self) -> usize {
+        (self.max_head_bytes + HYPER_MIN_BUF).max(HYPER_MIN_BUF)
+    }
+
+    /// `header_read_timeout_ms` as a duration (clamped to its valid range).
+    pub(crate) fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.clamp(1, MAX_TIMEOUT_MS))
+    }
+
+    /// `idle_timeout_secs` as a duration (clamped to its valid range).
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.clamp(1, MAX_TIMEOUT_MS / 1000))
+    }
+
+    /// `shutdown_timeout_ms` as a duration (clamped to its valid range).
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms.min(MAX_TIMEOUT_MS))
+    }
+
+    /// Whether `ip` (canonical form) is inside one of the trusted proxy networks.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// An IP network in CIDR notation (`192.168.0.0/16`, `fd00::/8`); a plain address means that
+/// one address (`/32` or `/128`). Written back in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(pub ipnet::IpNet);
+
+/// A trusted proxy entry that is neither an address nor a CIDR network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid CIDR network {0:?} (expected e.g. \"10.0.0.0/8\", \"::1/128\" or \"127.0.0.1\")")]
+pub struct CidrError(pub String);
+
+impl Cidr {
+    /// Whether `ip` is inside the network. A v4-mapped IPv6 address matches as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&tracker_core::canonical_ip(ip))
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if let Ok(net) = t.parse::<ipnet::IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        match t.parse::<IpAddr>() {
+            Ok(ip) => Ok(Self(ipnet::IpNet::from(tracker_core::canonical_ip(ip)))),
+            Err(_) => Err(CidrError(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml() {
+        let c = HttpConfig::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        let back: HttpConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let empty: HttpConfig = toml::from_str("").unwrap();
+        assert_eq!(empty, c);
+    }
+
+    #[test]
+    fn trusted_proxies_parse_and_match() {
+        let c: HttpConfig =
+            toml::from_str(r#"trusted_proxies = ["10.0.0.0/8", "::1", "192.168.1.7/24"]"#).unwrap();
+        assert!(c.is_trusted_proxy("10.2.3.4".parse().unwrap()));
+        assert!(c.is_trusted_proxy("::ffff:10.2.3.4".parse().unwrap()));
+        assert!(c.is_trusted_proxy("::1".parse().unwrap()));
+        assert!(c.is_trusted_proxy("192.168.1.200".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("11.0.0.1".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("::2".parse().unwrap()));
+        assert_eq!(c.trusted_proxies[2].to_string(), "192.168.1.0/24");
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("\"::1/128\""), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let e = toml::from_str::<HttpConfig>(r#"trusted_proxies = ["10.0.0.0/33"]"#).unwrap_err();
+        assert!(e.to_string().contains("invalid CIDR"), "{e}");
+        assert!(toml::from_str::<HttpConfig>(r#"trusted_proxies = ["proxy.local"]"#).is_err());
+        assert!(toml::from_str::<HttpConfig>("max_numwnat = 3").is_err());
+        let c = HttpConfig {
+            max_head_bytes: 100_000,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        let c = HttpConfig {
+            full_scrape: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(HttpConfigError::Unsupported("full_scrape"))
+        );
+        let c = HttpConfig {
+            max_scrape: 0,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        let c = HttpConfig {
+            idle_timeout_secs: u64::MAX,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        assert_eq!(c.idle_timeout(), Duration::from_secs(3600));
+        let c = HttpConfig {
+            max_connections: usize::MAX,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,387 @@
+//! Routing and the request handlers, independent of sockets: method, path, query, headers and
+//! peer address in; status and body out.
+//!
+//! Routes: `/announce`, `/scrape`, `/{passkey}/announce`, `/{passkey}/scrape` (GET or HEAD);
+//! everything else is `404`, other methods on a tracker path `405`. In private mode the passkey
+//! segment is checked (by tracker-core's access rules) before anything else; whitelist and
+//! blacklist refusals come back from the announce itself and from scrape counts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use hyper::{HeaderMap, Method, StatusCode};
+use tracker_core::{AnnounceRequest, Counters, InfoHash, PeerSink, Protocol, Tracker};
+
+use crate::bencode::{self, AnnounceReply, Peers};
+use crate::client_ip;
+use crate::config::HttpConfig;
+use crate::query::{self, QueryError};
+
+/// Where a path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `/announce` or `/{passkey}/announce`.
+    Announce {
+        /// The passkey segment, if any.
+        passkey: Option<&'a str>,
+    },
+    /// `/scrape` or `/{passkey}/scrape`.
+    Scrape {
+        /// The passkey segment, if any.
+        passkey: Option<&'a str>,
+    },
+    /// Anything else.
+    NotFound,
+}
+
+/// Routes a request path (without the query).
+pub fn route(path: &str) -> Route<'_> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Route::NotFound;
+    };
+    let (passkey, last) = match rest.split_once('/') {
+        None => (None, rest),
+        Some((key, last)) if !key.is_empty() && !last.contains('/') => (Some(key), last),
+        Some(_) => return Route::NotFound,
+    };
+    match last {
+        "announce" => Route::Announce { passkey },
+        "scrape" => Route::Scrape { passkey },
+        _ => Route::NotFound,
+    }
+}
+
+/// A reply: status and body (`text/plain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// 200 for every tracker answer, failures included; 404 / 405 otherwise.
+    pub status: StatusCode,
+    /// The bencoded body (empty for 404 / 405).
+    pub body: Bytes,
+}
+
+/// Per-connection buffers, reused by every request on the connection so that the steady state
+/// allocates nothing: the peers a swarm hands out, the scrape hashes, and the reply buffer
+/// (each reply is split off it; its memory is reclaimed once hyper has sent and dropped it).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    v4: Vec<u8>,
+    v6: Vec<u8>,
+    ids_v4: Vec<[u8; 20]>,
+    ids_v6: Vec<[u8; 20]>,
+    hashes: Vec<InfoHash>,
+    out: BytesMut,
+}
+
+/// Collects the peers of one announce into the scratch buffers.
+struct Sink<'a> {
+    v4: &'a mut Vec<u8>,
+    v6: &'a mut Vec<u8>,
+    ids_v4: &'a mut Vec<[u8; 20]>,
+    ids_v6: &'a mut Vec<[u8; 20]>,
+    keep_ids: bool,
+}
+
+impl PeerSink for Sink<'_> {
+    fn push_v4(&mut self, addr: &[u8; 6], peer_id: &[u8; 20]) {
+        self.v4.extend_from_slice(addr);
+        if self.keep_ids {
+            self.ids_v4.push(*peer_id);
+        }
+    }
+    fn push_v6(&mut self, addr: &[u8; 18], peer_id: &[u8; 20]) {
+        self.v6.extend_from_slice(addr);
+        if self.keep_ids {
+            self.ids_v6.push(*peer_id);
+        }
+    }
+}
+
+/// What every connection of one server shares.
+#[derive(Debug)]
+pub struct Handler {
+    tracker: Arc<Tracker>,
+    config: Arc<HttpConfig>,
+    counters: Arc<Counters>,
+}
+
+impl Handler {
+    /// A handler; registers one HTTP counter block with the tracker's statistics.
+    pub fn new(tracker: Arc<Tracker>, config: Arc<HttpConfig>) -> Self {
+        let counters = tracker.stats().register(Protocol::Http);
+        Self {
+            tracker,
+            config,
+            counters,
+        }
+    }
+
+    /// The counter block of this server.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// Answers one request.
+    pub fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        scratch: &mut Scratch,
+    ) -> Reply {
+        Counters::inc(&self.counters.requests);
+        let route = route(path);
+        if route == Route::NotFound {
+            return self.empty(StatusCode::NOT_FOUND);
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return self.empty(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let query = query.unwrap_or("").as_bytes();
+        let passkey = match route {
+            Route::Announce { passkey } | Route::Scrape { passkey } => passkey,
+            Route::NotFound => None,
+        };
+        let result = match self.tracker.check_passkey(passkey.map(str::as_bytes)) {
+            Err(e) => Err(AnnounceFailure::Access(e)),
+            Ok(()) => match route {
+                Route::Announce { .. } => self.announce(query, headers, peer, scratch),
+                Route::Scrape { .. } => self.scrape(query, scratch),
+                Route::NotFound => return self.empty(StatusCode::NOT_FOUND),
+            },
+        };
+        let body = match result {
+            Ok(body) => body,
+            Err(e) => {
+                Counters::inc(&self.counters.errors);
+                if matches!(
+                    e,
+                    AnnounceFailure::Access(_)
+                        | AnnounceFailure::Rule(tracker_core::AnnounceError::Access(_))
+                ) {
+                    Counters::inc(&self.counters.access_denied);
+                }
+                failure_body(&mut scratch.out, &e)
+            }
+        };
+        Counters::add(&self.counters.bytes_out, body.len() as u64);
+        Reply {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
+    fn empty(&self, status: StatusCode) -> Reply {
+        Counters::inc(&self.counters.errors);
+        Reply {
+            status,
+            body: Bytes::new(),
+        }
+    }
+
+    fn announce(
+        &self,
+        query: &[u8],
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        s: &mut Scratch,
+    ) -> Result<Bytes, AnnounceFailure> {
+        let a = query::parse_announce(query, self.config.max_query_bytes)?;
+        let seen = client_ip::resolve(peer, headers, &self.config);
+        let ip = client_ip::peer_ip(peer, seen, a.ip, &self.config);
+        let req = AnnounceRequest {
+            info_hash: a.info_hash,
+            peer_id: a.peer_id,
+            ip,
+            port: a.port,
+            event: a.event,
+            left: a.left,
+            numwant: a.numwant,
+            max_peers: self.config.max_numwant,
+            both_families: true,
+        };
+        s.v4.clear();
+        s.v6.clear();
+        s.ids_v4.clear();
+        s.ids_v6.clear();
+        let keep_ids = !a.compact && !a.no_peer_id;
+        let mut sink = Sink {
+            v4: &mut s.v4,
+            v6: &mut s.v6,
+            ids_v4: &mut s.ids_v4,
+            ids_v6: &mut s.ids_v6,
+            keep_ids,
+        };
+        let now = self.tracker.clock().now();
+        let o = self
+            .tracker
+            .announce(&req, now, &mut sink)
+            .map_err(AnnounceFailure::Rule)?;
+        Counters::inc(&self.counters.announces);
+        match o.stored {
+            tracker_core::Stored::SwarmFull => Counters::inc(&self.counters.peers_not_stored),
+            tracker_core::Stored::TorrentLimit => Counters::inc(&self.counters.torrents_not_stored),
+            tracker_core::Stored::Stored | tracker_core::Stored::Removed => {}
+        }
+        let peers = if a.compact {
+            Peers::Compact {
+                v4: &s.v4,
+                v6: &s.v6,
+            }
+        } else {
+            Peers::Dicts {
+                v4: &s.v4,
+                v6: &s.v6,
+                ids_v4: &s.ids_v4,
+                ids_v6: &s.ids_v6,
+                with_ids: keep_ids,
+            }
+        };
+        let reply = AnnounceReply {
+            complete: o.seeders,
+            incomplete: o.leechers,
+            downloaded: o.downloaded,
+            interval: o.interval,
+            min_interval: o.min_interval,
+            external_ip: seen,
+            peers,
+        };
+        s.out.reserve(bencode::announce_len(&reply));
+        bencode::announce(&mut s.out, &reply);
+        Ok(s.out.split().freeze())
+    }
+
+    fn scrape(&self, query: &[u8], s: &mut Scratch) -> Result<Bytes, AnnounceFailure> {
+        query::parse_scrape(
+            query,
+            self.config.max_query_bytes,
+            self.config.max_scrape,
+            &mut s.hashes,
+        )?;
+        // A bencode dict has unique keys in sorted order.
+        s.hashes.sort_unstable();
+        s.hashes.dedup();
+        let now = self.tracker.clock().now();
+        Counters::inc(&self.counters.scrapes);
+        s.out.reserve(bencode::scrape_len(s.hashes.len()));
+        let tracker = &self.tracker;
+        bencode::scrape(
+            &mut s.out,
+            s.hashes.iter().map(|h| (h, tracker.scrape_one(h, now))),
+        );
+        Ok(s.out.split().freeze())
+    }
+}
+
+/// Why a tracker request failed: the text is the failure reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum AnnounceFailure {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Rule(tracker_core::AnnounceError),
+    #[error(transparent)]
+    Access(tracker_core::AccessError),
+}
+
+fn failure_body(out: &mut BytesMut, e: &dyn std::fmt::Display) -> Bytes {
+    out.reserve(300);
+    bencode::failure(out, e);
+    out.split().freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/announce"), Route::Announce { passkey: None });
+        assert_eq!(route("/scrape"), Route::Scrape { passkey: None });
+        assert_eq!(
+            route("/abc123/announce"),
+            Route::Announce {
+                passkey: Some("abc123")
+            }
+        );
+        assert_eq!(
+            route("/abc123/scrape"),
+            Route::Scrape {
+                passkey: Some("abc123")
+            }
+        );
+        for p in [
+            "/",
+            "",
+            "/announce/",
+            "//announce",
+            "/a/b/announce",
+            "/announces",
+            "/x/y",
+            "announce",
+        ] {
+            assert_eq!(route(p), Route::NotFound, "{p}");
+        }
+    }
+
+    #[test]
+    fn failures_are_200_and_store_nothing() {
+        let tracker = Arc::new(Tracker::new(Default::default()));
+        let h = Handler::new(Arc::clone(&tracker), Arc::new(HttpConfig::default()));
+        let mut s = Scratch::default();
+        let peer: SocketAddr = "1.2.3.4:5".parse().unwrap();
+        let r = h.handle(
+            &Method::GET,
+            "/announce",
+            Some("port=1"),
+            &HeaderMap::new(),
+            peer,
+            &mut s,
+        );
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], b"d14:failure reason17:missing info_hashe");
+        let r = h.handle(&Method::GET, "/nope", None, &HeaderMap::new(), peer, &mut s);
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = h.handle(
+            &Method::POST,
+            "/announce",
+            None,
+            &HeaderMap::new(),
+            peer,
+            &mut s,
+        );
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(tracker.torrent_count(), 0);
+        let stats = tracker.stats().read().http;
+        assert_eq!((stats.requests, stats.errors, stats.announces), (3, 3, 0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_gets_a_bencoded_200_and_failures_store_nothing(
+            q in "(info_hash=[%A-Fa-f0-9a-z]{0,64}|peer_id=[%A-Za-z0-9+]{0,64}|port=-?[0-9]{0,6}|left=-?[0-9a-z]{0,4}|event=[a-z]{0,9}|numwant=-?[0-9]{0,12}|compact=[01]|[a-z_]{0,8}=?[%a-z0-9]{0,8})(&(info_hash=[%A-Fa-f0-9a-z]{0,64}|peer_id=[%A-Za-z0-9+]{0,64}|port=-?[0-9]{0,6}|left=-?[0-9a-z]{0,4}|event=[a-z]{0,9}|numwant=-?[0-9]{0,12}|compact=[01]|[a-z_]{0,8}=?[%a-z0-9]{0,8})){0,8}",
+            scrape in proptest::bool::ANY,
+        ) {
+            let tracker = Arc::new(Tracker::new(Default::default()));
+            let h = Handler::new(Arc::clone(&tracker), Arc::new(HttpConfig::default()));
+            let mut s = Scratch::default();
+            let peer: SocketAddr = "1.2.3.4:5".parse().unwrap();
+            let path = if scrape { "/scrape" } else { "/announce" };
+            let r = h.handle(&Method::GET, path, Some(&q), &HeaderMap::new(), peer, &mut s);
+            proptest::prop_assert_eq!(r.status, StatusCode::OK);
+            let v: serde_bencode::value::Value = serde_bencode::from_bytes(&r.body).unwrap();
+            let serde_bencode::value::Value::Dict(d) = v else { panic!("not a dict") };
+            if d.contains_key(&b"failure reason"[..]) {
+                proptest::prop_assert_eq!(tracker.torrent_count(), 0);
+            }
+        }
+    }
+}
