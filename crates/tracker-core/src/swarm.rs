@@ -42,7 +42,6 @@
 //! so counts and replies never depend on when the background sweep last ran. Read-only paths
 //! (scrape) that find `now >= next_purge` count live peers instead of trusting the counters.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 #[cfg(test)]
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -130,7 +129,23 @@ impl<const N: usize> std::fmt::Debug for Peer<N> {
     }
 }
 
-type Index<const N: usize> = HashMap<[u8; N], u32, ahash::RandomState>;
+/// The hash index of a large list: positions only, keyed by the hash of the peer's address.
+/// A probe compares against the peer record itself (which the announce touches anyway), so a
+/// lookup costs the control bytes and the record, not a separate copy of every key; a bucket is
+/// 4 bytes instead of 12.
+#[derive(Debug)]
+struct PosIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
+}
+
+impl PosIndex {
+    fn hash<const N: usize>(&self, addr: &[u8; N]) -> u64 {
+        self.hasher.hash_one(addr)
+    }
+}
+
+type Index<const N: usize> = PosIndex;
 
 /// An indexed torrent's descriptive entry (the torrent index lives inside the swarm record, so
 /// that a whitelist check costs no extra lock on the announce path).
@@ -301,7 +316,12 @@ struct ListMut<'a, const N: usize> {
 impl<const N: usize> ListMut<'_, N> {
     fn find(&self, addr: &[u8; N]) -> Option<usize> {
         match self.index.as_ref() {
-            Some(ix) => ix.get(addr).map(|&i| i as usize),
+            Some(ix) => {
+                let peers = &*self.peers;
+                ix.table
+                    .find(ix.hash(addr), |&i| peers[i as usize].addr == *addr)
+                    .map(|&i| i as usize)
+            }
             None => self.peers.iter().position(|p| &p.addr == addr),
         }
     }
@@ -321,7 +341,11 @@ impl<const N: usize> ListMut<'_, N> {
         self.peers.push(peer);
         match self.index.as_mut() {
             Some(ix) => {
-                ix.insert(peer.addr, len as u32);
+                let (hasher, peers) = (&ix.hasher, &*self.peers);
+                ix.table
+                    .insert_unique(hasher.hash_one(peer.addr), len as u32, |&i| {
+                        hasher.hash_one(peers[i as usize].addr)
+                    });
             }
             None if self.peers.len() > INDEX_THRESHOLD => {
                 *self.index = Some(build_index(self.peers));
@@ -336,9 +360,21 @@ impl<const N: usize> ListMut<'_, N> {
             *self.seeders -= 1;
         }
         if let Some(ix) = self.index.as_mut() {
-            ix.remove(&gone.addr);
+            let last = self.peers.len() as u32;
+            if let Ok(e) = ix
+                .table
+                .find_entry(ix.hasher.hash_one(gone.addr), |&i| i as usize == pos)
+            {
+                e.remove();
+            }
             if let Some(moved) = self.peers.get(pos) {
-                ix.insert(moved.addr, pos as u32);
+                // The former last peer now sits at `pos`.
+                if let Some(slot) = ix
+                    .table
+                    .find_mut(ix.hasher.hash_one(moved.addr), |&i| i == last)
+                {
+                    *slot = pos as u32;
+                }
             }
             if self.peers.len() < INDEX_DROP {
                 *self.index = None;
@@ -386,11 +422,14 @@ impl<const N: usize> ListMut<'_, N> {
 }
 
 fn build_index<const N: usize>(peers: &[Peer<N>]) -> Index<N> {
-    let mut ix = Index::with_capacity_and_hasher(peers.len() * 2, ahash::RandomState::new());
+    let hasher = ahash::RandomState::new();
+    let mut table = hashbrown::HashTable::with_capacity(peers.len() + peers.len() / 4);
     for (i, p) in peers.iter().enumerate() {
-        ix.insert(p.addr, i as u32);
+        table.insert_unique(hasher.hash_one(p.addr), i as u32, |&j| {
+            hasher.hash_one(peers[j as usize].addr)
+        });
     }
-    ix
+    PosIndex { table, hasher }
 }
 
 /// Applies one announce to a list: insert, update or remove the announcer. `offset` is the

@@ -391,31 +391,33 @@ impl Tracker {
         let info_hash = self.resolve(&req.info_hash);
         // Whitelist / blacklist: checked under the same shard lock that serves the announce
         // (being in the index is a field of the swarm record), so it costs no extra lock.
+        // `indexed` is a closure so that open mode never reads the swarm's extension box (a cache
+        // miss for large swarms) just to ignore the answer.
         let open = self.access.is_open();
-        let check = |indexed: bool| match open {
+        let check = |indexed: &dyn Fn() -> bool| match open {
             true => Ok(()),
-            false => self.access.check_torrent(&info_hash, indexed),
+            false => self.access.check_torrent(&info_hash, indexed()),
         };
         let (stored, reply) = if req.event == Event::Stopped {
             // `stopped` never creates a torrent: get_mut, not entry.
             match self.swarms.get_mut(&info_hash) {
                 Some(mut swarm) => {
-                    check(swarm.meta().is_some())?;
+                    check(&|| swarm.meta().is_some())?;
                     swarm.announce(&update, now, sink)
                 }
                 None => {
-                    check(false)?;
+                    check(&|| false)?;
                     (Stored::Removed, SwarmReply::default())
                 }
             }
         } else {
             match self.swarms.entry(info_hash) {
                 Entry::Occupied(mut o) => {
-                    check(o.get().meta().is_some())?;
+                    check(&|| o.get().meta().is_some())?;
                     o.get_mut().announce(&update, now, sink)
                 }
                 Entry::Vacant(v) => {
-                    check(false)?;
+                    check(&|| false)?;
                     if self.torrents.load(Ordering::Relaxed) >= self.config.max_torrents {
                         (Stored::TorrentLimit, SwarmReply::default())
                     } else {

@@ -538,7 +538,8 @@ impl Model {
     }
 }
 
-fn run_ops(ops: &[Op], config: CoreConfig, check_model: bool) -> Result<(), TestCaseError> {
+fn run_ops(ops: &[Op], config: CoreConfig, check_model: bool) -> Result<usize, TestCaseError> {
+    let mut largest = 0;
     let max_torrents = config.max_torrents;
     let max_peers = config.max_peers_per_swarm;
     let timeout = config.peer_timeout;
@@ -605,13 +606,40 @@ fn run_ops(ops: &[Op], config: CoreConfig, check_model: bool) -> Result<(), Test
                 .count() as u32;
             prop_assert_eq!((c.seeders, c.leechers), (s, stored.len() as u32 - s));
             prop_assert!(stored.len() <= max_peers);
+            largest = largest.max(stored.len());
             if check_model {
                 prop_assert_eq!((c.seeders, c.leechers), model.live(ih, now));
             }
         }
         prop_assert!(t.torrent_count() <= max_torrents);
     }
-    Ok(())
+    Ok(largest)
+}
+
+/// One torrent, mostly IPv4, many ports, short clock steps: the IPv4 list grows well past the
+/// hash-index threshold (64), shrinks below it through stops and expiry, and grows again.
+fn op_large() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        16 => (0..2u8, proptest::bool::weighted(0.1), 1..120u16, any::<bool>(), 0..4u8, proptest::option::of(0..40u32))
+            .prop_map(|(host, v6, port, seeder, event, numwant)| Op::Announce { ih: 0, host, v6, port, seeder, event, numwant }),
+        1 => (0..400u32).prop_map(Op::Advance),
+        1 => Just(Op::Sweep),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn large_swarms_with_a_hash_index_match_the_model(ops in proptest::collection::vec(op_large(), 300..700)) {
+        // Every case starts above the index threshold, then random ops shrink and regrow it.
+        let mut all: Vec<Op> = (1..=100u16)
+            .map(|port| Op::Announce { ih: 0, host: 0, v6: false, port, seeder: port % 2 == 0, event: 1, numwant: Some(5) })
+            .collect();
+        all.extend(ops);
+        let max = run_ops(&all, CoreConfig { shards: 4, ..CoreConfig::default() }, true)?;
+        prop_assert!(max >= 100, "the swarm never grew past the index threshold: {max}");
+    }
 }
 
 proptest! {
