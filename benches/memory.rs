@@ -2,7 +2,7 @@
 //! distinct peer id and port, torrent k mod T, like `../shared/bench/mem_compare.sh`) and prints
 //! (VmRSS after - VmRSS before) / N.
 //!
-//! Run: `cargo bench -p tracker-core --bench memory` (env PEERS, TORRENTS; defaults 1M and 100k).
+//! Run: `cargo bench --bench memory` (env PEERS, TORRENTS; defaults 1M and 100k).
 
 use std::net::{IpAddr, Ipv4Addr};
 

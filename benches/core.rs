@@ -2,7 +2,7 @@
 //! over 1M peers, snapshot write and load of 1M peers in 100k torrents, and announces served
 //! while a snapshot is being written.
 //!
-//! Run: `cargo bench -p tracker-core --bench core` (add `-- announce` etc. to pick one).
+//! Run: `cargo bench --bench core` (add `-- announce` etc. to pick one).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
