@@ -4,7 +4,8 @@
 //! Metric families (all prefixed `mini_torrust_`):
 //! - `requests_received_total{protocol}`: requests (packets or HTTP requests) received.
 //! - `requests_total{protocol,action,outcome}`: answered requests; `action` is `connect`,
-//!   `announce` or `scrape` with `outcome="ok"`, or `any` with `outcome="error"`.
+//!   `announce` or `scrape` with `outcome="ok"`, and `announce`, `scrape` or `other` (unparseable
+//!   requests, unknown paths) with `outcome="error"`.
 //! - `bad_connection_ids_total{protocol}`, `dropped_total{protocol}`, `access_denied_total{protocol}`,
 //!   `not_stored_total{protocol,what}`, `bytes_total{protocol,direction}`.
 //! - `torrents`, `peers{family,role}`: gauges.
@@ -74,8 +75,25 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
         sample(
             &mut o,
             "requests_total",
-            &[("protocol", p), ("action", "any"), ("outcome", "error")],
-            c.errors,
+            &[
+                ("protocol", p),
+                ("action", "announce"),
+                ("outcome", "error"),
+            ],
+            c.announce_errors,
+        );
+        sample(
+            &mut o,
+            "requests_total",
+            &[("protocol", p), ("action", "scrape"), ("outcome", "error")],
+            c.scrape_errors,
+        );
+        // Errors to anything else: unparseable requests, unknown paths, over-long packets.
+        sample(
+            &mut o,
+            "requests_total",
+            &[("protocol", p), ("action", "other"), ("outcome", "error")],
+            c.errors.saturating_sub(c.announce_errors + c.scrape_errors),
         );
     }
     family(

@@ -555,6 +555,21 @@ fn blacklist_refuses_denied_torrents() {
         Err("torrent is blacklisted".into())
     );
     assert!(udp_announce(d.udp, &h(2), 7001, None).is_ok());
+    // Errors are counted by protocol and action.
+    let m = super::daemon::metrics(d.admin);
+    for proto in ["http", "udp"] {
+        let n = |action: &str, outcome: &str| {
+            let labels = [
+                ("protocol", proto),
+                ("action", action),
+                ("outcome", outcome),
+            ];
+            super::daemon::sample(&m, "mini_torrust_requests_total", &labels)
+        };
+        assert_eq!(n("announce", "error"), 1.0, "{proto}");
+        assert_eq!(n("scrape", "error"), 0.0, "{proto}");
+        assert_eq!(n("other", "error"), 0.0, "{proto}");
+    }
 }
 
 #[test]

@@ -306,14 +306,18 @@ pub(super) fn int(v: Option<&serde_bencode::value::Value>) -> i64 {
     }
 }
 
-fn metrics(admin: SocketAddr) -> prometheus_parse::Scrape {
+pub(super) fn metrics(admin: SocketAddr) -> prometheus_parse::Scrape {
     let (status, body) = http_get(admin, "/metrics", &[]);
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(super) fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
     let s = scrape
         .samples
         .iter()

@@ -43,6 +43,10 @@ counters! {
     scrapes,
     /// Requests answered with an error (`failure reason` / UDP action 3).
     errors,
+    /// Of `errors`: announces (including a bad connection id or an access refusal).
+    announce_errors,
+    /// Of `errors`: scrapes.
+    scrape_errors,
     /// UDP announces or scrapes whose connection id was wrong or expired.
     bad_connection_ids,
     /// Packets or requests dropped without an answer (unparseable, source port 0, ...).

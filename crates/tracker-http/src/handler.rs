@@ -162,6 +162,11 @@ impl Handler {
             Ok(body) => body,
             Err(e) => {
                 Counters::inc(&self.counters.errors);
+                match route {
+                    Route::Announce { .. } => Counters::inc(&self.counters.announce_errors),
+                    Route::Scrape { .. } => Counters::inc(&self.counters.scrape_errors),
+                    Route::NotFound => {}
+                }
                 if matches!(
                     e,
                     AnnounceFailure::Access(_)

@@ -37,6 +37,10 @@ pub struct LocalCounts {
     pub scrapes: u64,
     /// Error replies sent.
     pub errors: u64,
+    /// Of `errors`: to announces.
+    pub announce_errors: u64,
+    /// Of `errors`: to scrapes.
+    pub scrape_errors: u64,
     /// Announces or scrapes with a wrong or expired connection id.
     pub bad_connection_ids: u64,
     /// Datagrams dropped without a reply.
@@ -62,6 +66,8 @@ impl LocalCounts {
             (&c.announces, self.announces),
             (&c.scrapes, self.scrapes),
             (&c.errors, self.errors),
+            (&c.announce_errors, self.announce_errors),
+            (&c.scrape_errors, self.scrape_errors),
             (&c.bad_connection_ids, self.bad_connection_ids),
             (&c.dropped, self.dropped),
             (&c.peers_not_stored, self.peers_not_stored),
@@ -166,16 +172,24 @@ impl Handler {
                 protocol::write_connect_response(out, c.transaction_id, cid)
             }
             Ok(Request::Announce(a)) => {
-                if !self.validator.is_valid(a.connection_id, src.ip(), now) {
-                    return self.bad_connection_id(a.transaction_id, out);
-                }
-                self.announce(&a, src, now, out)
+                let before = self.counts.errors;
+                let n = if self.validator.is_valid(a.connection_id, src.ip(), now) {
+                    self.announce(&a, src, now, out)
+                } else {
+                    self.bad_connection_id(a.transaction_id, out)
+                };
+                self.counts.announce_errors += self.counts.errors - before;
+                n
             }
             Ok(Request::Scrape(s)) => {
-                if !self.validator.is_valid(s.connection_id, src.ip(), now) {
-                    return self.bad_connection_id(s.transaction_id, out);
-                }
-                self.scrape(&s, now, out)
+                let before = self.counts.errors;
+                let n = if self.validator.is_valid(s.connection_id, src.ip(), now) {
+                    self.scrape(&s, now, out)
+                } else {
+                    self.bad_connection_id(s.transaction_id, out)
+                };
+                self.counts.scrape_errors += self.counts.errors - before;
+                n
             }
             Err(ParseError::Sendable {
                 connection_id,
