@@ -177,11 +177,8 @@ pub fn handle(
                 )
             }
         }),
-        ("POST", ["access", "reload"]) => Ok(match tracker.access().reload_files() {
-            Ok((allow, deny)) => ok(
-                200,
-                &serde_json::json!({ "allow_file_entries": allow, "deny_file_entries": deny }),
-            ),
+        ("POST", ["access", "reload"]) => Ok(match tracker.reload_files() {
+            Ok(report) => ok(200, &report),
             Err(e) => error(400, &e.to_string()),
         }),
         ("GET", ["passkeys"]) => Ok(ok(200, &tracker.access().passkeys())),
@@ -285,6 +282,7 @@ fn add_torrent(
             size: a.size,
             added_at: u64::from(now),
             v2: a.info_hash_v2,
+            from_dir: false,
         };
         (a.info_hash, meta)
     } else {
@@ -294,6 +292,7 @@ fn add_torrent(
             size: t.size,
             added_at: u64::from(now),
             v2: t.linked_v2(),
+            from_dir: false,
         };
         (t.primary(), meta)
     };

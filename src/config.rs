@@ -187,6 +187,10 @@ pub struct AccessConfig {
     /// Shared secret (at least 16 characters) for stateless passkeys that a site derives with
     /// HMAC-SHA256 from a user id and a version. Empty: only stored passkeys. Default: `""`
     pub passkey_secret: String,
+    /// A directory of `.torrent` files kept in the torrent index: read at start, on SIGHUP and
+    /// on `POST /api/access/reload`; new files are added, entries whose file is gone removed
+    /// (entries added through the API are never touched). Empty: none. Default: `""`
+    pub index_dir: String,
 }
 
 impl fmt::Debug for AccessConfig {
@@ -204,6 +208,7 @@ impl fmt::Debug for AccessConfig {
                     "<redacted>"
                 },
             )
+            .field("index_dir", &self.index_dir)
             .finish()
     }
 }
@@ -442,6 +447,11 @@ impl Config {
                 }
             }
         }
+        if !ac.index_dir.is_empty() {
+            if let Err(e) = std::fs::read_dir(&ac.index_dir) {
+                p.push(format!("access.index_dir ({}): {e}", ac.index_dir));
+            }
+        }
         if !ac.passkey_secret.is_empty() && ac.passkey_secret.len() < 16 {
             p.push("access.passkey_secret must be empty or at least 16 characters".into());
         }
@@ -477,6 +487,7 @@ impl Config {
                 deny_file: non_empty_path(&self.access.deny_file),
                 passkey_secret: (!self.access.passkey_secret.is_empty())
                     .then(|| self.access.passkey_secret.as_bytes().to_vec()),
+                index_dir: non_empty_path(&self.access.index_dir),
             },
         }
     }

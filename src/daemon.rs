@@ -56,12 +56,20 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
 
     {
         let t = Arc::clone(&tracker);
-        let (allow, deny) = tokio::task::spawn_blocking(move || t.access().reload_files())
+        let r = tokio::task::spawn_blocking(move || t.reload_files())
             .await
             .context("the access list task failed")?
-            .context("loading the access lists ([access])")?;
-        if allow + deny > 0 {
-            tracing::info!(allow, deny, "access lists loaded");
+            .context("loading the access lists and index directory ([access])")?;
+        if r.allow_file_entries + r.deny_file_entries + r.index_added > 0 {
+            tracing::info!(
+                allow = r.allow_file_entries,
+                deny = r.deny_file_entries,
+                indexed = r.index_added,
+                "access lists and index directory loaded"
+            );
+        }
+        for e in &r.index_errors {
+            tracing::warn!(error = %e, "index directory: file skipped");
         }
     }
 
@@ -479,10 +487,21 @@ async fn reload(
             }
             // Access list files: re-read; on error the old lists stay.
             let t = Arc::clone(tracker);
-            match tokio::task::spawn_blocking(move || t.access().reload_files()).await {
-                Ok(Ok((allow, deny))) => {
-                    if allow + deny > 0 {
+            match tokio::task::spawn_blocking(move || t.reload_files()).await {
+                Ok(Ok(r)) => {
+                    if r.allow_file_entries + r.deny_file_entries > 0 {
                         applied.push("access lists");
+                    }
+                    if r.index_added + r.index_removed > 0 {
+                        applied.push("index directory");
+                        tracing::info!(
+                            added = r.index_added,
+                            removed = r.index_removed,
+                            "reload: index directory synced"
+                        );
+                    }
+                    for e in &r.index_errors {
+                        tracing::warn!(error = %e, "reload: index directory file skipped");
                     }
                 }
                 Ok(Err(e)) => {
@@ -490,7 +509,6 @@ async fn reload(
                 }
                 Err(e) => tracing::error!(error = %e, "reload: access list task failed"),
             }
-            // Hook: index files (torrent index issue) are re-read here.
             let restart: Vec<&str> = crate::config::SECTIONS
                 .iter()
                 .copied()

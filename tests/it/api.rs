@@ -676,3 +676,57 @@ fn private_mode_needs_a_passkey_over_http_and_udp_and_keys_survive_restart() {
         "invalid passkey"
     );
 }
+
+#[test]
+fn index_dir_is_reread_on_sighup_and_api_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let torrents = dir.path().join("torrents");
+    std::fs::create_dir(&torrents).unwrap();
+    std::fs::copy(fixture("v1_single.torrent"), torrents.join("a.torrent")).unwrap();
+    let access = format!(
+        "mode = \"whitelist\"\nindex_dir = \"{}\"",
+        torrents.display()
+    );
+    let mut d = Daemon::start(dir.path(), &cfg(dir.path(), &access));
+    let all = expected();
+    let hash_of = |file: &str| {
+        hex_bytes(
+            all.iter().find(|e| e["file"] == file).unwrap()["v1"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    announce(
+        d.http,
+        &hash_of("v1_single.torrent"),
+        b"-MT0001-dir-00000001",
+        6881,
+        0,
+    );
+    assert_eq!(
+        http_failure(d.http, "", &hash_of("transmission.torrent")),
+        "unregistered torrent"
+    );
+
+    // A new file and SIGHUP: indexed, so whitelisted; the index shows it.
+    std::fs::copy(fixture("transmission.torrent"), torrents.join("b.torrent")).unwrap();
+    d.signal("HUP");
+    d.wait_message(|m| m.lines().any(|l| l == "READY=1") && !m.contains("RELOADING"));
+    announce(
+        d.http,
+        &hash_of("transmission.torrent"),
+        b"-MT0001-dir-00000002",
+        6882,
+        0,
+    );
+    assert_eq!(get(d.admin, "/api/torrents?q=transmission").1["total"], 1);
+
+    // A file removed, then the API reload: its entry goes, the swarm is refused.
+    std::fs::remove_file(torrents.join("a.torrent")).unwrap();
+    let (s, v) = api(d.admin, "POST", "/api/access/reload", "", b"");
+    assert_eq!((s, v["index_removed"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(
+        http_failure(d.http, "", &hash_of("v1_single.torrent")),
+        "unregistered torrent"
+    );
+}

@@ -219,6 +219,8 @@ pub struct AccessConfig {
     pub deny_file: Option<PathBuf>,
     /// Secret for stateless passkeys; `None` disables them.
     pub passkey_secret: Option<Vec<u8>>,
+    /// A directory of `.torrent` files kept in the torrent index, if any.
+    pub index_dir: Option<PathBuf>,
 }
 
 /// Access control state, read lock-free on the hot path.

@@ -30,6 +30,7 @@ pub use stats::{CounterValues, Counters, Stats, StatsSnapshot};
 pub use swarm::{CompactPeers, IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored};
 pub use tracker::{
     AnnounceError, AnnounceOutcome, AnnounceRequest, IndexError, IndexPage, IndexQuery, PeerCounts,
-    PeerInfo, ScrapeCounts, SortBy, SweepReport, TorrentDetail, TorrentSummary, Tracker,
+    PeerInfo, ReloadError, ReloadReport, ScrapeCounts, SortBy, SweepReport, TorrentDetail,
+    TorrentSummary, Tracker,
 };
 pub use types::{Event, Family, InfoHash, PeerId, PeerStatus, Protocol, canonical_ip};

@@ -149,6 +149,8 @@ struct IndexRecord {
     added_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     info_hash_v2: Option<InfoHash>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    from_dir: bool,
 }
 
 #[derive(Serialize)]
@@ -246,6 +248,7 @@ pub(crate) fn write_temp(
                 size: m.size,
                 added_at: rfc3339(m.added_at),
                 info_hash_v2: m.v2,
+                from_dir: m.from_dir,
             });
             if index.is_none() && swarm.live_counts(now) == (0, 0) {
                 return;
@@ -434,6 +437,7 @@ impl<'de> Visitor<'de> for TorrentsSeed<'_> {
                     name: ix.name,
                     size: ix.size,
                     v2: ix.info_hash_v2,
+                    from_dir: ix.from_dir,
                 }),
                 None => None,
             };
@@ -561,6 +565,7 @@ mod tests {
                 size: 5,
                 added_at: 1_700_000_000,
                 v2: None,
+                from_dir: false,
             },
         )
         .unwrap();
@@ -571,6 +576,7 @@ mod tests {
                 size: 9,
                 added_at: 1_700_000_001,
                 v2: None,
+                from_dir: false,
             },
         )
         .unwrap();
@@ -581,6 +587,7 @@ mod tests {
                 size: 7,
                 added_at: 1_700_000_002,
                 v2: Some(InfoHash([0x77; 20])),
+                from_dir: false,
             },
         )
         .unwrap();

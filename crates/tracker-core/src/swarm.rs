@@ -161,6 +161,9 @@ pub struct IndexMeta {
     /// which announces and scrapes resolve to the same swarm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v2: Option<crate::types::InfoHash>,
+    /// Added from a `.torrent` file in `[access] index_dir` (and removed when the file goes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_dir: bool,
 }
 
 #[derive(Debug, Default)]

@@ -236,6 +236,38 @@ pub struct IndexPage {
     pub torrents: Vec<TorrentSummary>,
 }
 
+/// What re-reading the list files and the index directory did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Entries in the allow-list file.
+    pub allow_file_entries: usize,
+    /// Entries in the deny-list file.
+    pub deny_file_entries: usize,
+    /// Index entries added from new `.torrent` files.
+    pub index_added: usize,
+    /// Index entries removed because their file is gone.
+    pub index_removed: usize,
+    /// `.torrent` files that could not be used, with the reason (they are skipped).
+    pub index_errors: Vec<String>,
+}
+
+/// Why reloading failed (nothing was changed by the failing part).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A list file is unreadable or malformed.
+    #[error(transparent)]
+    Lists(#[from] crate::access::AccessListError),
+    /// The index directory cannot be read.
+    #[error("cannot read the index directory {path}: {source}")]
+    IndexDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Longest torrent name accepted in the index, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 
@@ -654,6 +686,85 @@ impl Tracker {
             per_page,
             torrents,
         }
+    }
+
+    /// Re-reads the access list files and syncs the index directory (start, SIGHUP, API). Swarms
+    /// are never touched.
+    pub fn reload_files(&self) -> Result<ReloadReport, ReloadError> {
+        let (allow, deny) = self.access.reload_files()?;
+        let mut report = ReloadReport {
+            allow_file_entries: allow,
+            deny_file_entries: deny,
+            ..Default::default()
+        };
+        if let Some(dir) = self.config.access.index_dir.clone() {
+            self.sync_index_dir(&dir, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Makes the index hold exactly one entry per usable `.torrent` file in `dir` among the
+    /// entries that came from it: new files are added, entries whose file is gone removed.
+    /// Entries added through the API are left alone.
+    fn sync_index_dir(
+        &self,
+        dir: &std::path::Path,
+        report: &mut ReloadReport,
+    ) -> Result<(), ReloadError> {
+        let io = |source| ReloadError::IndexDir {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut present = std::collections::HashSet::new();
+        let now = u64::from(self.clock.now());
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "torrent"))
+            .collect();
+        files.sort();
+        for path in files {
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| crate::torrent_file::parse(&b).map_err(|e| e.to_string()));
+            let t = match parsed {
+                Ok(t) => t,
+                Err(e) => {
+                    report.index_errors.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let ih = t.primary();
+            present.insert(ih);
+            if self.is_indexed(&ih) {
+                continue;
+            }
+            let meta = IndexMeta {
+                name: t.name.clone(),
+                size: t.size,
+                added_at: now,
+                v2: t.linked_v2(),
+                from_dir: true,
+            };
+            match self.index_add(ih, meta) {
+                Ok(()) => report.index_added += 1,
+                Err(e) => report.index_errors.push(format!("{}: {e}", path.display())),
+            }
+        }
+        // Collected first, removed after: no map call while a shard is locked.
+        let gone: Vec<InfoHash> = self
+            .swarms
+            .iter()
+            .filter(|r| r.value().meta().is_some_and(|m| m.from_dir) && !present.contains(r.key()))
+            .map(|r| *r.key())
+            .collect();
+        for ih in gone {
+            if self.index_remove(&ih).is_ok() {
+                report.index_removed += 1;
+            }
+        }
+        Ok(())
     }
 
     // ---- for the snapshot module ---------------------------------------------------------

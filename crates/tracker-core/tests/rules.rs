@@ -293,6 +293,7 @@ fn sweep_keeps_indexed_torrents_and_their_download_counts() {
             size: 1,
             added_at: 0,
             v2: None,
+            from_dir: false,
         },
     )
     .unwrap();
@@ -369,6 +370,7 @@ fn index_add_list_search_show_remove() {
             size: 734_003_200,
             added_at: 1_761_739_200,
             v2: None,
+            from_dir: false,
         },
     )
     .unwrap();
@@ -379,6 +381,7 @@ fn index_add_list_search_show_remove() {
             size: 2,
             added_at: 1_761_739_300,
             v2: None,
+            from_dir: false,
         },
     )
     .unwrap();
@@ -389,6 +392,7 @@ fn index_add_list_search_show_remove() {
             size: 3,
             added_at: 1_761_739_400,
             v2: None,
+            from_dir: false,
         },
     )
     .unwrap();
@@ -775,4 +779,67 @@ fn a_linked_v2_hash_is_the_same_torrent() {
         ScrapeCounts::default(),
         "the link goes with the entry"
     );
+}
+
+#[test]
+fn index_dir_is_synced_on_reload_and_api_entries_are_left_alone() {
+    let fixtures =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["v1_single.torrent", "hybrid.torrent"] {
+        std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+    }
+    let t = tracker_with(CoreConfig {
+        access: AccessConfig {
+            mode: AccessMode::Whitelist,
+            index_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    });
+    let r = t.reload_files().unwrap();
+    assert_eq!(
+        (r.index_added, r.index_removed, r.index_errors.len()),
+        (2, 0, 0)
+    );
+    let single: InfoHash = "83ebfd62bc046a31149def00299b41ea02fa228f".parse().unwrap();
+    let mut a = req(0, ip4(1), 1000, 5, Event::Started);
+    a.info_hash = single;
+    t.announce(&a, T0, &mut CompactPeers::default()).unwrap();
+    t.index_add(
+        InfoHash([9; 20]),
+        IndexMeta {
+            name: "api".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Unchanged directory: nothing happens.
+    assert_eq!(t.reload_files().unwrap().index_added, 0);
+    // A file goes, a broken one arrives.
+    std::fs::remove_file(dir.path().join("v1_single.torrent")).unwrap();
+    std::fs::write(dir.path().join("broken.torrent"), b"not bencode").unwrap();
+    let r = t.reload_files().unwrap();
+    assert_eq!((r.index_added, r.index_removed), (0, 1));
+    assert!(
+        r.index_errors[0].contains("broken.torrent"),
+        "{:?}",
+        r.index_errors
+    );
+    assert!(
+        t.announce(&a, T0, &mut CompactPeers::default()).is_err(),
+        "no longer whitelisted"
+    );
+    assert_eq!(t.scrape_one(&single, T0), ScrapeCounts::default());
+    assert!(t.is_indexed(&InfoHash([9; 20])), "API entries stay");
+    assert!(t.is_indexed(&"c25589e77db1a4393553febde86534b46f030251".parse().unwrap()));
+    // An unreadable directory is an error, not an empty index.
+    let gone = tracker_with(CoreConfig {
+        access: AccessConfig {
+            index_dir: Some(dir.path().join("missing")),
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    });
+    assert!(gone.reload_files().is_err());
 }
