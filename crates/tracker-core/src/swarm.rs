@@ -659,23 +659,37 @@ impl Swarm {
 
     /// Seeders and leechers that are alive at `now`, without changing anything.
     pub(crate) fn live_counts(&self, now: u32) -> (u32, u32) {
+        let [(s4, l4), (s6, l6)] = self.live_counts_by_family(now);
+        (s4 + s6, l4 + l6)
+    }
+
+    /// Live (seeders, leechers) for IPv4 and IPv6: from the counters while no peer can have
+    /// expired, else by looking at each peer (without changing anything).
+    pub(crate) fn live_counts_by_family(&self, now: u32) -> [(u32, u32); 2] {
         if now < self.next_purge {
-            let seeders = self.v4_seeders + self.ext.as_ref().map_or(0, |e| e.v6_seeders);
-            return (seeders, self.len() as u32 - seeders);
+            let s4 = self.v4_seeders;
+            let s6 = self.ext.as_ref().map_or(0, |e| e.v6_seeders);
+            return [
+                (s4, self.v4().len() as u32 - s4),
+                (s6, self.v6().len() as u32 - s6),
+            ];
         }
-        let (mut s, mut l) = (0u32, 0u32);
-        let mut count = |alive: bool, seeder: bool| match (alive, seeder) {
-            (true, true) => s += 1,
-            (true, false) => l += 1,
-            _ => {}
-        };
-        for p in self.v4() {
-            count(p.alive(now, self.epoch), p.is_seeder());
+        fn count<const N: usize>(peers: &[Peer<N>], now: u32, epoch: u32) -> (u32, u32) {
+            peers
+                .iter()
+                .filter(|p| p.alive(now, epoch))
+                .fold((0, 0), |(s, l), p| {
+                    if p.is_seeder() {
+                        (s + 1, l)
+                    } else {
+                        (s, l + 1)
+                    }
+                })
         }
-        for p in self.v6() {
-            count(p.alive(now, self.epoch), p.is_seeder());
-        }
-        (s, l)
+        [
+            count(self.v4(), now, self.epoch),
+            count(self.v6(), now, self.epoch),
+        ]
     }
 
     /// Applies an announce and writes the selected peers. One call per announce, under the

@@ -531,15 +531,11 @@ impl Tracker {
             ..Default::default()
         };
         for r in self.swarms.iter() {
-            for p in r.value().peers(now) {
-                let seeder = p.status == PeerStatus::Seeding;
-                match (p.addr.is_ipv4(), seeder) {
-                    (true, true) => c.v4_seeders += 1,
-                    (true, false) => c.v4_leechers += 1,
-                    (false, true) => c.v6_seeders += 1,
-                    (false, false) => c.v6_leechers += 1,
-                }
-            }
+            let [(s4, l4), (s6, l6)] = r.value().live_counts_by_family(now);
+            c.v4_seeders += u64::from(s4);
+            c.v4_leechers += u64::from(l4);
+            c.v6_seeders += u64::from(s6);
+            c.v6_leechers += u64::from(l6);
         }
         c
     }

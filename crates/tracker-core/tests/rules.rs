@@ -616,6 +616,19 @@ fn run_ops(ops: &[Op], config: CoreConfig, check_model: bool) -> Result<usize, T
             }
         }
         prop_assert!(t.torrent_count() <= max_torrents);
+        // The metrics' whole-store counts agree with the peers listed one by one.
+        let mut by_role = [0u64; 4];
+        for ih in 0..4u8 {
+            for p in t.peers(&InfoHash([ih; 20]), now).unwrap_or_default() {
+                let seeder = p.status == tracker_core::PeerStatus::Seeding;
+                by_role[usize::from(p.ip.is_ipv6()) * 2 + usize::from(!seeder)] += 1;
+            }
+        }
+        let c = t.peer_counts(now);
+        prop_assert_eq!(
+            [c.v4_seeders, c.v4_leechers, c.v6_seeders, c.v6_leechers],
+            by_role
+        );
     }
     Ok(largest)
 }
