@@ -138,7 +138,6 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         )
     };
 
-    let snapshot_lock = Arc::new(std::sync::Mutex::new(()));
     let mut jobs = JoinSet::new();
     jobs.spawn(tick(Arc::clone(&tracker)));
     jobs.spawn(sweep_job(
@@ -152,7 +151,6 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
             Arc::clone(&state),
             config.snapshot.path.clone(),
             config.snapshot.interval,
-            Arc::clone(&snapshot_lock),
         ));
     }
     if let (Some(every), Some(n)) = (
@@ -262,15 +260,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
     let mut final_snapshot = "disabled".to_owned();
     let mut result = outcome;
     if running.snapshot.enabled {
-        match write_snapshot(
-            &tracker,
-            &state,
-            &running.snapshot.path,
-            &snapshot_lock,
-            "final",
-        )
-        .await
-        {
+        match write_snapshot(&tracker, &state, &running.snapshot.path, "final").await {
             Ok(r) => final_snapshot = format!("{} torrents, {} peers", r.torrents, r.peers),
             Err(e) => {
                 final_snapshot = "failed".into();
@@ -330,19 +320,16 @@ async fn restore(tracker: &Arc<Tracker>, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes one snapshot on a blocking thread (one writer at a time) and records it.
+/// Writes one snapshot on a blocking thread and records it (`snapshot::write` lets one writer
+/// at a time use the temp file).
 async fn write_snapshot(
     tracker: &Arc<Tracker>,
     state: &DaemonState,
     path: &Path,
-    lock: &Arc<std::sync::Mutex<()>>,
     why: &'static str,
 ) -> Result<snapshot::WriteReport, SnapshotError> {
-    let (t, p, l) = (Arc::clone(tracker), path.to_path_buf(), Arc::clone(lock));
+    let (t, p) = (Arc::clone(tracker), path.to_path_buf());
     let joined = tokio::task::spawn_blocking(move || {
-        // Held on this blocking thread only, so a periodic write and the final one never
-        // share the temp file.
-        let _guard = l.lock().unwrap_or_else(|e| e.into_inner());
         let t0 = Instant::now();
         (snapshot::write(&t, &p), t0.elapsed())
     })
@@ -421,20 +408,14 @@ async fn sweep_job(tracker: Arc<Tracker>, state: Arc<DaemonState>, secs: u32) {
 }
 
 /// Writes a snapshot every `secs` seconds.
-async fn snapshot_job(
-    tracker: Arc<Tracker>,
-    state: Arc<DaemonState>,
-    path: PathBuf,
-    secs: u32,
-    lock: Arc<std::sync::Mutex<()>>,
-) {
+async fn snapshot_job(tracker: Arc<Tracker>, state: Arc<DaemonState>, path: PathBuf, secs: u32) {
     let period = Duration::from_secs(u64::from(secs.max(1)));
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         // Failures are logged and counted in the metrics; the next period tries again.
-        let _ = write_snapshot(&tracker, &state, &path, &lock, "periodic").await;
+        let _ = write_snapshot(&tracker, &state, &path, "periodic").await;
     }
 }
 
@@ -457,9 +438,8 @@ async fn watchdog(notifier: Notifier, tracker: Arc<Tracker>, every: Duration) {
     }
 }
 
-/// SIGHUP: re-reads the config file; applies the log filter (access lists and index files
-/// will be reloaded here too once they exist); names settings that need a restart. Swarms
-/// are untouched.
+/// SIGHUP: re-reads the config file; applies the log filter, re-reads the access list files
+/// and syncs the index directory; names settings that need a restart. Swarms are untouched.
 async fn reload(
     running: &mut Config,
     source: &Source,

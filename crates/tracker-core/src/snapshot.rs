@@ -201,7 +201,13 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Writes the whole state to `path` atomically (temp file, fsync, rename, fsync directory).
+/// Concurrent calls on one tracker (a periodic and the final snapshot) take turns, since they
+/// share the temp file.
 pub fn write(tracker: &Tracker, path: &Path) -> Result<WriteReport, SnapshotError> {
+    let _one_writer = tracker
+        .snapshot_write
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let (tmp, report) = write_temp(tracker, path)?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(path)?;
@@ -715,6 +721,27 @@ mod tests {
         // The next write replaces the stale temp file.
         write(&a, &path).unwrap();
         assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn concurrent_writers_take_turns_on_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.json");
+        let a = tracker();
+        populate(&a);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        write(&a, &path).unwrap();
+                    }
+                });
+            }
+        });
+        let b = tracker();
+        load(&b, &path).unwrap();
+        b.set_connection_id_key(a.connection_id_key());
+        assert_eq!(observe(&a), observe(&b));
     }
 
     #[test]

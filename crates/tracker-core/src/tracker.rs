@@ -283,6 +283,8 @@ pub struct Tracker {
     clock: Clock,
     stats: Stats,
     connection_id_key: Mutex<[u8; 16]>,
+    /// Held by `snapshot::write` for a whole write: every writer uses the same `<path>.tmp`.
+    pub(crate) snapshot_write: Mutex<()>,
     access: Access,
     /// v2 info hashes (truncated) of indexed hybrid torrents -> their v1 hash. Read lock-free
     /// on every announce and scrape; rebuilt on the rare index edit.
@@ -321,6 +323,7 @@ impl Tracker {
             clock,
             stats: Stats::default(),
             connection_id_key: Mutex::new(rand::rng().random()),
+            snapshot_write: Mutex::new(()),
         }
     }
 
