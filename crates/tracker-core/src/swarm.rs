@@ -414,13 +414,13 @@ impl<const N: usize> ListMut<'_, N> {
             p.set_meta(flags, off as u16);
         }
     }
+}
 
-    /// Releases memory when the list is far below its capacity.
-    fn maybe_shrink(&mut self) {
-        let (len, cap) = (self.peers.len(), self.peers.capacity());
-        if cap > 2 * len + 4 {
-            self.peers.shrink_to(len + len / 4);
-        }
+/// Releases memory when a growable list is far below its capacity.
+fn shrink_if_sparse<T>(v: &mut Vec<T>) {
+    let (len, cap) = (v.len(), v.capacity());
+    if cap > 2 * len + 4 {
+        v.shrink_to(len + len / 4);
     }
 }
 
@@ -650,10 +650,13 @@ impl Swarm {
     }
 
     /// Shrinks lists that are far below their capacity (sweep only).
+    /// Only the extension's lists can have spare capacity: a small IPv4 list is an exactly
+    /// sized box, and every change goes through `with_v4`, which moves a large list that
+    /// shrank back inline.
     pub(crate) fn maybe_shrink(&mut self) {
-        self.with_v4(|l| l.maybe_shrink());
-        if self.ext.is_some() {
-            self.with_v6(|l| l.maybe_shrink());
+        if let Some(e) = self.ext.as_deref_mut() {
+            shrink_if_sparse(&mut e.v4_large);
+            shrink_if_sparse(&mut e.v6);
         }
     }
 
@@ -955,5 +958,33 @@ mod tests {
             s.epoch > 1_000_000 + u32::from(OFFSET_MASK),
             "the swarm must have been re-based"
         );
+    }
+
+    #[test]
+    fn sweep_shrinks_large_lists_far_below_capacity() {
+        let mut s = Swarm::default();
+        let mut sink = CompactPeers::default();
+        for port in 1..=200u16 {
+            s.announce(&upd(v6(1), port, 5, Event::Started), 10, &mut sink);
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, 5, Event::Started),
+                10,
+                &mut sink,
+            );
+        }
+        for port in 1..=160u16 {
+            s.announce(&upd(v6(1), port, 5, Event::Stopped), 10, &mut sink);
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, 5, Event::Stopped),
+                10,
+                &mut sink,
+            );
+        }
+        let ext = s.ext.as_ref().unwrap();
+        assert!(ext.v6.capacity() >= 200 && ext.v4_large.capacity() >= 200);
+        s.maybe_shrink();
+        let ext = s.ext.as_ref().unwrap();
+        assert_eq!((ext.v6.len(), ext.v4_large.len()), (40, 40));
+        assert!(ext.v6.capacity() <= 50 && ext.v4_large.capacity() <= 50);
     }
 }
