@@ -14,6 +14,7 @@ pub mod access;
 pub mod clock;
 pub mod config;
 mod fast_rng;
+mod prefetch;
 pub mod snapshot;
 pub mod stats;
 pub mod swarm;

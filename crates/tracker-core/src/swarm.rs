@@ -489,11 +489,41 @@ fn apply<const N: usize>(
     }
 }
 
+/// Where a reply's walk over a list of `len` peers starts: a random position when the list
+/// holds more than `want`, so every peer has the same chance to be in a reply.
+fn pick_start(len: usize, want: usize) -> usize {
+    if len > want && want > 0 {
+        crate::fast_rng::below(len)
+    } else {
+        0
+    }
+}
+
+/// Most cache lines of a reply window prefetched ahead (16 lines hold 36 IPv4 peers).
+const WINDOW_PREFETCH_LINES: usize = 16;
+
+/// Prefetches the peers a walk from `start` will read first (see [`select`]), so that their
+/// misses overlap with the announcer's own lookup instead of following it.
+fn prefetch_window<const N: usize>(peers: &[Peer<N>], start: usize, want: usize) {
+    let Some(first) = peers.get(start..) else {
+        return;
+    };
+    let size = std::mem::size_of::<Peer<N>>();
+    let bytes = first.len().min(want) * size;
+    crate::prefetch::lines(first.as_ptr() as usize, bytes, WINDOW_PREFETCH_LINES);
+    let rest = want.saturating_sub(first.len()).min(start);
+    if rest > 0 {
+        crate::prefetch::lines(peers.as_ptr() as usize, rest * size, WINDOW_PREFETCH_LINES);
+    }
+}
+
 /// Writes up to `want` live peers of `peers` to `emit`, never the one at `skip`, only leechers
-/// when `leechers_only`. Starts at a random position and wraps around, so every peer has the
-/// same chance to be in a reply and the cost is O(want) unless most peers are filtered out.
+/// when `leechers_only`. Starts at `start` (from [`pick_start`]) and wraps around, so the cost
+/// is O(want) unless most peers are filtered out.
+#[allow(clippy::too_many_arguments)]
 fn select<const N: usize>(
     peers: &[Peer<N>],
+    start: usize,
     epoch: u32,
     skip: Option<usize>,
     now: u32,
@@ -505,11 +535,7 @@ fn select<const N: usize>(
     if want == 0 || len == 0 {
         return 0;
     }
-    let start = if len > want {
-        crate::fast_rng::below(len)
-    } else {
-        0
-    };
+    let start = if start < len { start } else { 0 };
     let mut n = 0;
     let (tail, head) = peers.split_at(start);
     let wrapped = head
@@ -711,6 +737,25 @@ impl Swarm {
         } else {
             self.offset_for(u.expiry, now)
         };
+        // The reply's walk over the announcer's own family starts at a position chosen now,
+        // from the list as it is before the announce (the announcer, if new, is appended after
+        // it and skipped anyway), and its first lines are requested before the announcer's own
+        // lookup, so both sets of misses overlap. A stopped announce gets no peers.
+        let own_start = match (u.event, u.ip) {
+            (Event::Stopped, _) => 0,
+            (_, IpAddr::V4(_)) => {
+                let peers = self.v4();
+                let start = pick_start(peers.len(), u.want);
+                prefetch_window(peers, start, u.want);
+                start
+            }
+            (_, IpAddr::V6(_)) => {
+                let peers = self.v6();
+                let start = pick_start(peers.len(), u.want);
+                prefetch_window(peers, start, u.want);
+                start
+            }
+        };
         let (stored, own_pos, seeder, count, is_v4) = match u.ip {
             IpAddr::V4(ip) => {
                 let addr = compact_v4(ip, u.port);
@@ -756,23 +801,29 @@ impl Swarm {
         // `dyn`, and every push is inlined.
         let (n4, n6);
         if is_v4 {
-            n4 = select(v4, epoch, skip4, now, seeder, u.want, |p| {
+            n4 = select(v4, own_start, epoch, skip4, now, seeder, u.want, |p| {
                 sink.push_v4(&p.addr, &p.peer_id)
             });
             n6 = match u.both_families {
-                true => select(v6, epoch, skip6, now, seeder, u.want - n4, |p| {
-                    sink.push_v6(&p.addr, &p.peer_id)
-                }),
+                true => {
+                    let start = pick_start(v6.len(), u.want - n4);
+                    select(v6, start, epoch, skip6, now, seeder, u.want - n4, |p| {
+                        sink.push_v6(&p.addr, &p.peer_id)
+                    })
+                }
                 false => 0,
             };
         } else {
-            n6 = select(v6, epoch, skip6, now, seeder, u.want, |p| {
+            n6 = select(v6, own_start, epoch, skip6, now, seeder, u.want, |p| {
                 sink.push_v6(&p.addr, &p.peer_id)
             });
             n4 = match u.both_families {
-                true => select(v4, epoch, skip4, now, seeder, u.want - n6, |p| {
-                    sink.push_v4(&p.addr, &p.peer_id)
-                }),
+                true => {
+                    let start = pick_start(v4.len(), u.want - n6);
+                    select(v4, start, epoch, skip4, now, seeder, u.want - n6, |p| {
+                        sink.push_v4(&p.addr, &p.peer_id)
+                    })
+                }
                 false => 0,
             };
         }

@@ -6,9 +6,13 @@
 //! Swarms live in one `DashMap` with an explicit shard count and a keyed hasher (info hashes
 //! are chosen by clients, so an unkeyed hash would let anyone aim every torrent at one shard).
 //! Every operation on one torrent takes exactly one shard lock, through the `entry` /
-//! `get` / `get_mut` API, and releases it before returning: no `Ref` or `RefMut` leaves this
-//! crate, and no map call is made while one is held. Whole-map walks (sweep, snapshot, index
-//! listing) take one shard lock at a time.
+//! `get` / `get_mut` API (the announce goes through the raw API to the same shard with the
+//! same hash, see [`Tracker::announce`]), and releases it before returning: no `Ref` or
+//! `RefMut` leaves this crate, and no map call is made while one is held. Whole-map walks
+//! (sweep, snapshot, index listing) take one shard lock at a time.
+//!
+//! [`Tracker::prefetch_announce`] takes no lock at all: it reads a per-shard hint of where the
+//! table lives (published under the lock by announces) and only issues prefetch instructions.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,8 +20,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use dashmap::{DashMap, SharedValue};
 use rand::Rng;
 
 use crate::access::{Access, AccessError};
@@ -290,6 +294,32 @@ pub struct Tracker {
     /// on every announce and scrape; rebuilt on the rare index edit.
     aliases: ArcSwap<HashMap<InfoHash, InfoHash>>,
     has_aliases: std::sync::atomic::AtomicBool,
+    /// Per shard: where its table's slots are, as last seen under the shard's lock, so that
+    /// [`Tracker::prefetch_announce`] can aim a prefetch without taking a lock.
+    hints: Box<[ShardHint]>,
+}
+
+/// Where a shard's hash table lives, published for prefetching only: `ctrl` is the address of
+/// the table's control bytes (slots lie just below it, slot `i` at `ctrl - (i + 1) * slot`),
+/// `mask` its slot count minus one. Written (relaxed) under the shard's write lock whenever an
+/// announce sees a different value; read without a lock. A stale value only wastes a
+/// prefetch: nothing is ever read through it.
+#[derive(Debug, Default)]
+struct ShardHint {
+    ctrl: AtomicUsize,
+    mask: AtomicUsize,
+}
+
+impl ShardHint {
+    #[inline]
+    fn update(&self, ctrl: usize, mask: usize) {
+        if self.ctrl.load(Ordering::Relaxed) != ctrl {
+            self.ctrl.store(ctrl, Ordering::Relaxed);
+        }
+        if self.mask.load(Ordering::Relaxed) != mask {
+            self.mask.store(mask, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Tracker {
@@ -324,6 +354,7 @@ impl Tracker {
             stats: Stats::default(),
             connection_id_key: Mutex::new(rand::rng().random()),
             snapshot_write: Mutex::new(()),
+            hints: (0..shards).map(|_| ShardHint::default()).collect(),
         }
     }
 
@@ -398,6 +429,33 @@ impl Tracker {
         (lo + crate::fast_rng::below(2 * spread as usize + 1) as u32).max(1)
     }
 
+    /// Starts loading, without taking any lock, the cache lines an announce for `info_hash`
+    /// will need first: the shard's lock, the table's control bytes at the hash's home slot,
+    /// and the two slots an entry most often sits in. A socket worker calls this for the next
+    /// few datagrams of a batch while it answers the current one, so their table misses
+    /// overlap instead of coming one after another. Changes nothing and never blocks; a stale
+    /// hint only wastes the prefetch.
+    #[inline]
+    pub fn prefetch_announce(&self, info_hash: &InfoHash) {
+        let info_hash = self.resolve(info_hash);
+        let hash = self.swarms.hash_usize(&info_hash);
+        let shard = self.swarms.determine_shard(hash);
+        let (Some(lock), Some(hint)) = (self.swarms.shards().get(shard), self.hints.get(shard))
+        else {
+            return;
+        };
+        crate::prefetch::line(std::ptr::from_ref(lock) as usize);
+        let ctrl = hint.ctrl.load(Ordering::Relaxed);
+        if ctrl == 0 {
+            return;
+        }
+        let pos = hash & hint.mask.load(Ordering::Relaxed);
+        let slot = std::mem::size_of::<(InfoHash, SharedValue<Swarm>)>();
+        crate::prefetch::line(ctrl.wrapping_add(pos));
+        crate::prefetch::line(ctrl.wrapping_sub((pos + 1).wrapping_mul(slot)));
+        crate::prefetch::line(ctrl.wrapping_sub((pos + 2).wrapping_mul(slot)));
+    }
+
     /// Applies one announce and writes the selected peers to `sink`. Takes one shard lock.
     pub fn announce(
         &self,
@@ -433,35 +491,41 @@ impl Tracker {
             true => Ok(()),
             false => self.access.check_torrent(&info_hash, indexed()),
         };
-        let (stored, reply) = if req.event == Event::Stopped {
-            // `stopped` never creates a torrent: get_mut, not entry.
-            match self.swarms.get_mut(&info_hash) {
-                Some(mut swarm) => {
-                    check(&|| swarm.meta().is_some())?;
-                    swarm.announce(&update, now, sink)
-                }
-                None => {
-                    check(&|| false)?;
-                    (Stored::Removed, SwarmReply::default())
-                }
+        // The one shard lock of this announce, taken through dashmap's raw API (the same hash
+        // and shard choice as its `entry`) so that the table's location can be published for
+        // `prefetch_announce` while the lock is held anyway.
+        let hash = self.swarms.hash_usize(&info_hash) as u64;
+        let shard = self.swarms.determine_shard(hash as usize);
+        let mut table = self.swarms.shards()[shard].write();
+        let (stored, reply) = match table.get_mut(hash, |(k, _)| *k == info_hash) {
+            Some((_, swarm)) => {
+                let swarm = swarm.get_mut();
+                check(&|| swarm.meta().is_some())?;
+                swarm.announce(&update, now, sink)
             }
-        } else {
-            match self.swarms.entry(info_hash) {
-                Entry::Occupied(mut o) => {
-                    check(&|| o.get().meta().is_some())?;
-                    o.get_mut().announce(&update, now, sink)
-                }
-                Entry::Vacant(v) => {
-                    check(&|| false)?;
-                    if self.torrents.load(Ordering::Relaxed) >= self.config.max_torrents {
-                        (Stored::TorrentLimit, SwarmReply::default())
-                    } else {
-                        self.torrents.fetch_add(1, Ordering::Relaxed);
-                        v.insert(Swarm::default()).announce(&update, now, sink)
-                    }
+            // `stopped` never creates a torrent.
+            None if req.event == Event::Stopped => {
+                check(&|| false)?;
+                (Stored::Removed, SwarmReply::default())
+            }
+            None => {
+                check(&|| false)?;
+                if self.torrents.load(Ordering::Relaxed) >= self.config.max_torrents {
+                    (Stored::TorrentLimit, SwarmReply::default())
+                } else {
+                    self.torrents.fetch_add(1, Ordering::Relaxed);
+                    let (_, swarm) = table.insert_entry(
+                        hash,
+                        (info_hash, SharedValue::new(Swarm::default())),
+                        |(k, _)| self.swarms.hash_usize(k) as u64,
+                    );
+                    swarm.get_mut().announce(&update, now, sink)
                 }
             }
         };
+        // After a possible insert (which may have moved the table).
+        self.hints[shard].update(table.data_end().as_ptr() as usize, table.buckets() - 1);
+        drop(table);
         Ok(AnnounceOutcome {
             seeders: reply.seeders,
             leechers: reply.leechers,
@@ -877,4 +941,86 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swarm::CompactPeers;
+
+    fn ih(n: u32) -> InfoHash {
+        let mut b = [7u8; 20];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        InfoHash(b)
+    }
+
+    fn announce(t: &Tracker, n: u32, event: Event) -> AnnounceOutcome {
+        let req = AnnounceRequest {
+            info_hash: ih(n),
+            peer_id: PeerId([1; 20]),
+            ip: IpAddr::from([10, 0, (n >> 8) as u8, n as u8]),
+            port: 6881,
+            event,
+            left: 1,
+            numwant: Some(5),
+            max_peers: 200,
+            both_families: false,
+        };
+        t.announce(&req, 1_000, &mut CompactPeers::default())
+            .expect("announce")
+    }
+
+    /// The announce reaches the map through the raw API: what it stores must be what the
+    /// regular API (scrape, `get`) finds, through every resize, and the published hints must
+    /// describe each shard's current table.
+    #[test]
+    fn raw_announce_path_agrees_with_the_map_and_publishes_hints() {
+        let t = Tracker::with_clock(CoreConfig::default(), Clock::manual(1_000));
+        let n = 20_000;
+        for i in 0..n {
+            t.prefetch_announce(&ih(i));
+            announce(&t, i, Event::Started);
+        }
+        assert_eq!(t.torrent_count(), n as usize);
+        for i in 0..n {
+            assert_eq!(t.scrape_one(&ih(i), 1_000).leechers, 1, "torrent {i}");
+        }
+        // A stopped announce for an unknown torrent creates nothing.
+        announce(&t, n + 1, Event::Stopped);
+        assert!(t.swarms.get(&ih(n + 1)).is_none());
+        // Re-announce everything so every shard published its final table.
+        for i in 0..n {
+            announce(&t, i, Event::None);
+        }
+        for (shard, lock) in t.swarms.shards().iter().enumerate() {
+            let table = lock.read();
+            let hint = &t.hints[shard];
+            assert_eq!(
+                hint.ctrl.load(Ordering::Relaxed),
+                table.data_end().as_ptr() as usize
+            );
+            assert_eq!(hint.mask.load(Ordering::Relaxed), table.buckets() - 1);
+        }
+        // Stopping everyone empties the swarms through the same path.
+        for i in 0..n {
+            let out = announce(&t, i, Event::Stopped);
+            assert_eq!(out.stored, Stored::Removed);
+            assert_eq!(t.scrape_one(&ih(i), 1_000).leechers, 0);
+        }
+    }
+
+    #[test]
+    fn prefetch_changes_nothing() {
+        let t = Tracker::with_clock(CoreConfig::default(), Clock::manual(1_000));
+        for i in 0..1_000 {
+            t.prefetch_announce(&ih(i));
+        }
+        assert_eq!(t.torrent_count(), 0);
+        announce(&t, 1, Event::Started);
+        for i in 0..1_000 {
+            t.prefetch_announce(&ih(i));
+        }
+        assert_eq!(t.torrent_count(), 1);
+        assert_eq!(t.scrape_one(&ih(1), 1_000).leechers, 1);
+    }
 }

@@ -6,12 +6,22 @@
 //! first pass every announce updates a peer in place (the steady state of a busy tracker).
 //!
 //! Run: `cargo bench -p tracker-udp --bench udp_path` (add `-- announce` to pick one).
+//!
+//! The `udp_batch_1m` group is the socket worker's inner loop at the scale of the side-by-side
+//! benchmark: aquatic_udp_load_test's mix (1M torrents, 2M peers, torrents drawn with its
+//! weights, so a few thousand swarms are large and most are tiny), batches of 64 announces
+//! answered one after another, with and without the worker's prefetch of the datagrams
+//! `PREFETCH_AHEAD` ahead. Filling takes a few seconds and about 130 MB
+//! (`BATCH_TORRENTS`, `BATCH_PEERS` env to change the scale).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::{Rng, SeedableRng};
 use tracker_core::{
     AnnounceRequest as CoreAnnounce, Clock, CompactPeers, CoreConfig, Event, InfoHash, PeerId,
     Tracker,
@@ -124,5 +134,117 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// One simulated client of the load test: its torrent and address.
+#[derive(Clone, Copy)]
+struct SimPeer {
+    torrent: u32,
+    ip: u32,
+    port: u16,
+}
+
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// As many as the worker uses (`worker::PREFETCH_AHEAD`).
+const AHEAD: usize = 4;
+const BATCH: usize = 64;
+
+fn bench_batch(c: &mut Criterion) {
+    let torrents = env_or("BATCH_TORRENTS", 1_000_000);
+    let peers = env_or("BATCH_PEERS", 2_000_000);
+    let numwant = env_or("BATCH_NUMWANT", 30) as i32;
+    // aquatic_udp_load_test 0.9.0's torrent weights: floor + exp(6.5 - 500 i / torrents).
+    let floor = f64::from(torrents) / f64::from(peers);
+    let weights =
+        (0..torrents).map(|i| floor + (6.5 - 500.0 * f64::from(i) / f64::from(torrents)).exp());
+    let dist = WeightedIndex::new(weights).expect("weights");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let sim: Vec<SimPeer> = (0..peers)
+        .map(|_| SimPeer {
+            torrent: dist.sample(&mut rng) as u32,
+            ip: 0x7f00_0001 + rng.random_range(0..4u32),
+            port: rng.random_range(1..=u16::MAX),
+        })
+        .collect();
+    let tracker = Arc::new(Tracker::with_clock(
+        CoreConfig::default(),
+        Clock::manual(T0),
+    ));
+    let validator = ConnectionValidator::new(KEY, 120);
+    let mut handler = Handler::new(Arc::clone(&tracker), validator.clone(), 200, 66);
+    let mut out = vec![0u8; handler.reply_capacity() * BATCH];
+    let cap = handler.reply_capacity();
+    let packet = |p: &SimPeer, seeder: bool| {
+        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(p.ip)), 40_000);
+        let req = AnnounceRequest {
+            connection_id: validator.issue(src.ip(), T0),
+            transaction_id: TransactionId([1; 4]),
+            info_hash: info_hash(p.torrent),
+            peer_id: PeerId([0; 20]),
+            downloaded: 50,
+            left: if seeder { 0 } else { 50 },
+            uploaded: 50,
+            event: if seeder {
+                Event::Completed
+            } else {
+                Event::Started
+            },
+            ip: [0; 4],
+            key: 0,
+            numwant,
+            port: p.port,
+            options: Options::default(),
+        };
+        (src, protocol::encode_announce_request(&req, b""))
+    };
+    // Fill: every simulated peer announces once.
+    for p in &sim {
+        let (src, pkt) = packet(p, rng.random_bool(0.75));
+        handler.handle(&pkt, false, src, T0, &mut out[..cap]);
+    }
+
+    let mut g = c.benchmark_group("udp_batch_1m");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for prefetch in [false, true] {
+        let name = if prefetch { "prefetch" } else { "no_prefetch" };
+        let mut next = 0usize;
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || {
+                    (0..BATCH)
+                        .map(|_| {
+                            next = (next + 1) % sim.len();
+                            packet(&sim[next], next % 4 != 0)
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |batch| {
+                    if prefetch {
+                        for (_, pkt) in batch.iter().take(AHEAD) {
+                            handler.prefetch(pkt);
+                        }
+                    }
+                    let mut total = 0;
+                    for i in 0..batch.len() {
+                        if prefetch && let Some((_, pkt)) = batch.get(i + AHEAD) {
+                            handler.prefetch(pkt);
+                        }
+                        let (src, pkt) = &batch[i];
+                        let o = &mut out[i * cap..(i + 1) * cap];
+                        total += handler.handle(pkt, false, *src, T0, o);
+                    }
+                    black_box(total)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_batch);
 criterion_main!(benches);

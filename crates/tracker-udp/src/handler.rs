@@ -124,6 +124,17 @@ impl Handler {
         protocol::reply_capacity(self.max_v4, self.max_v6)
     }
 
+    /// Starts loading what answering `packet` will read first, if it looks like an announce
+    /// (see [`Tracker::prefetch_announce`]). The worker calls this a few datagrams ahead of the
+    /// one it answers. Nothing is validated, counted or changed: a bogus packet only wastes a
+    /// prefetch.
+    #[inline]
+    pub fn prefetch(&self, packet: &[u8]) {
+        if let Some(info_hash) = protocol::peek_announce_info_hash(packet) {
+            self.tracker.prefetch_announce(&info_hash);
+        }
+    }
+
     /// Handles one datagram from `src` at unix time `now`; `truncated` says the datagram was
     /// longer than the buffer holding it. Writes the reply into `out` and returns its length,
     /// or 0 when the datagram is dropped. Never panics, whatever the bytes.

@@ -263,6 +263,16 @@ pub fn parse_header(b: &[u8]) -> Option<(ConnectionId, u32, TransactionId)> {
     ))
 }
 
+/// The info hash of what looks like an announce (action 1, at least 98 bytes), without any
+/// other check: for prefetching only, never for answering.
+#[inline]
+pub fn peek_announce_info_hash(b: &[u8]) -> Option<InfoHash> {
+    if b.len() < ANNOUNCE_LEN || u32_at(b, 8) != ACTION_ANNOUNCE {
+        return None;
+    }
+    Some(InfoHash(read_array(b, 16)))
+}
+
 /// Maps the BEP 15 event number: 0 none, 1 completed, 2 started, 3 stopped, others none.
 pub fn event_from_u32(e: u32) -> Event {
     match e {

@@ -216,6 +216,17 @@ mod linux {
             Ok(self.received)
         }
 
+        /// The bytes of received datagram `i` (empty past the batch).
+        #[inline]
+        pub(crate) fn data(&self, i: usize) -> &[u8] {
+            if i >= self.received {
+                return &[];
+            }
+            let len = (self.recv_hdr[i].msg_len as usize).min(self.recv_len);
+            let start = i * self.recv_len;
+            &self.recv_buf[start..start + len]
+        }
+
         /// Datagram `i` of the last receive (source, bytes, whether it was cut short) and
         /// send slot `j` to write its reply into.
         #[inline]
@@ -416,6 +427,16 @@ pub(crate) mod portable {
                 }
             }
             Ok(self.received)
+        }
+
+        /// The bytes of received datagram `i` (empty past the batch).
+        #[inline]
+        pub(crate) fn data(&self, i: usize) -> &[u8] {
+            let Some(&(_, n)) = self.packets.get(i).filter(|_| i < self.received) else {
+                return &[];
+            };
+            let start = i * self.recv_len;
+            &self.recv_buf[start..start + n.min(self.recv_len - 1)]
         }
 
         #[inline]
