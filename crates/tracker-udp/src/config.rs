@@ -26,7 +26,11 @@ pub struct UdpConfig {
     /// `0` means the number of available cores; at most 1024. Default: `0`.
     pub workers: usize,
     /// Kernel receive buffer per socket (`SO_RCVBUF`), in bytes. The kernel caps it at
-    /// `net.core.rmem_max` unless that is raised. Default: `8388608` (8 MiB).
+    /// `net.core.rmem_max` unless that is raised. It only absorbs bursts: once a worker is
+    /// saturated a longer queue adds delay, and datagrams waiting in it go cold in the CPU
+    /// caches (measured with `udp_compare.sh`: 8 MiB answered about 9 % fewer requests per
+    /// second than 256 KiB, 1 MiB about 6 % fewer). 256 KiB holds a few milliseconds of
+    /// announces at full load. Default: `262144` (256 KiB).
     pub recv_buffer_bytes: usize,
     /// Kernel send buffer per socket (`SO_SNDBUF`), in bytes, capped by `net.core.wmem_max`.
     /// Default: `4194304` (4 MiB).
@@ -61,7 +65,7 @@ impl Default for UdpConfig {
                 SocketAddr::from(([0u16; 8], 6969)),
             ],
             workers: 0,
-            recv_buffer_bytes: 8 << 20,
+            recv_buffer_bytes: 256 << 10,
             send_buffer_bytes: 4 << 20,
             batch_size: 64,
             connection_id_lifetime_secs: 120,
