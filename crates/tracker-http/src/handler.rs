@@ -96,6 +96,9 @@ impl PeerSink for Sink<'_> {
             self.ids_v6.push(*peer_id);
         }
     }
+    fn wants_peer_ids(&self) -> bool {
+        self.keep_ids
+    }
 }
 
 /// What every connection of one server shares.

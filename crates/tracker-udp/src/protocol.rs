@@ -475,6 +475,11 @@ impl PeerSink for AnnounceWriter<'_> {
             self.len += 18;
         }
     }
+    /// BEP 15 replies carry addresses only.
+    #[inline]
+    fn wants_peer_ids(&self) -> bool {
+        false
+    }
 }
 
 /// Writes a scrape reply; `counts` yields (seeders, completed, leechers) per hash, in request
