@@ -96,12 +96,8 @@ impl<const N: usize> Peer<N> {
         self.meta = (flags | offset.min(OFFSET_MASK)).to_le_bytes();
     }
     #[inline]
-    fn offset(&self) -> u32 {
-        u32::from(self.meta() & OFFSET_MASK)
-    }
-    #[inline]
     fn expiry(&self, epoch: u32) -> u32 {
-        epoch.saturating_add(self.offset())
+        meta_expiry(self.meta(), epoch)
     }
     #[inline]
     fn is_seeder(&self) -> bool {

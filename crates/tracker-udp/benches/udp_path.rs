@@ -26,6 +26,7 @@ use tracker_core::{
     AnnounceRequest as CoreAnnounce, Clock, CompactPeers, CoreConfig, Event, InfoHash, PeerId,
     Tracker,
 };
+use tracker_udp::handler::PREFETCH_AHEAD;
 use tracker_udp::protocol::{self, AnnounceRequest, ConnectionId, Options, TransactionId};
 use tracker_udp::{ConnectionValidator, Handler};
 
@@ -149,8 +150,6 @@ fn env_or(name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// As many as the worker uses (`worker::PREFETCH_AHEAD`).
-const AHEAD: usize = 4;
 const BATCH: usize = 64;
 
 fn bench_batch(c: &mut Criterion) {
@@ -224,13 +223,13 @@ fn bench_batch(c: &mut Criterion) {
                 },
                 |batch| {
                     if prefetch {
-                        for (_, pkt) in batch.iter().take(AHEAD) {
+                        for (_, pkt) in batch.iter().take(PREFETCH_AHEAD) {
                             handler.prefetch(pkt);
                         }
                     }
                     let mut total = 0;
                     for i in 0..batch.len() {
-                        if prefetch && let Some((_, pkt)) = batch.get(i + AHEAD) {
+                        if prefetch && let Some((_, pkt)) = batch.get(i + PREFETCH_AHEAD) {
                             handler.prefetch(pkt);
                         }
                         let (src, pkt) = &batch[i];

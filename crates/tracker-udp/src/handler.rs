@@ -24,6 +24,11 @@ pub const MSG_BAD_CONNECTION_ID: &str = "invalid or expired connection id";
 /// Error text for a datagram longer than the receive buffer.
 pub const MSG_TOO_LONG: &str = "request too long";
 
+/// How many datagrams ahead of the one being answered a worker calls [`Handler::prefetch`]:
+/// enough to cover a memory round trip with a few answers' work, few enough that the lines are
+/// still in cache when their turn comes.
+pub const PREFETCH_AHEAD: usize = 4;
+
 /// Per-worker counts in plain integers, flushed into the shared [`Counters`] once per batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LocalCounts {

@@ -8,17 +8,12 @@ use tracker_core::{Counters, Protocol, Tracker};
 
 use crate::config::UdpConfig;
 use crate::connection_id::ConnectionValidator;
-use crate::handler::Handler;
+use crate::handler::{Handler, PREFETCH_AHEAD};
 use crate::sys;
 
 /// Largest datagram accepted, in bytes: 98 bytes of announce plus ample BEP 41 URL data.
 /// Longer ones are answered "request too long" (if their connection id is valid).
 pub(crate) const MAX_REQUEST_LEN: usize = 2048;
-
-/// How many datagrams ahead of the one being answered the worker prefetches table lines for.
-/// Enough to cover a memory round trip with a few answers' work, few enough that the lines are
-/// still in cache when their turn comes.
-const PREFETCH_AHEAD: usize = 4;
 
 /// What each worker needs from the config.
 #[derive(Debug, Clone)]
