@@ -27,6 +27,9 @@ impl Server {
             bind: bind.iter().map(|a| a.parse().unwrap()).collect(),
             workers,
             read_timeout_ms: 50,
+            // Room for the garbage test's bursts of 100 datagrams of up to 3 KB, whatever the
+            // default (the kernel still caps it at net.core.rmem_max).
+            recv_buffer_bytes: 4 << 20,
             ..UdpConfig::default()
         };
         let stop = Arc::new(AtomicBool::new(false));

@@ -1396,6 +1396,48 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_lists_change_layout_at_the_boundary_and_keep_every_peer() {
+        let mut s = Swarm::default();
+        let mut sink = CompactPeers::default();
+        let ports = |s: &Swarm| {
+            let mut v: Vec<u16> = s.peers(10).map(|p| p.addr.port()).collect();
+            v.sort_unstable();
+            v
+        };
+        let split = |s: &Swarm| matches!(s.v4(), ListRef::Split(_));
+        for port in 1..=40u16 {
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, u64::from(port % 2), Event::Started),
+                10,
+                &mut sink,
+            );
+            assert_eq!(
+                split(&s),
+                port > EXACT_GROWTH_UNTIL as u16,
+                "after {port} peers"
+            );
+            assert_eq!(ports(&s), (1..=port).collect::<Vec<_>>());
+        }
+        for port in (1..=40u16).rev().take(10) {
+            s.announce(
+                &upd(v4(10, 0, 0, 1), port, 0, Event::Stopped),
+                10,
+                &mut sink,
+            );
+        }
+        assert!(!split(&s));
+        assert_eq!(ports(&s), (1..=30).collect::<Vec<_>>());
+        let (seeders, leechers) = s.live_counts(10);
+        assert_eq!((seeders, leechers), (15, 15));
+        // Every remaining peer is found (updated in place, not duplicated) after the moves.
+        for port in 1..=30u16 {
+            s.announce(&upd(v4(10, 0, 0, 1), port, 0, Event::None), 10, &mut sink);
+        }
+        assert_eq!(ports(&s), (1..=30).collect::<Vec<_>>());
+        assert_eq!(s.live_counts(10), (30, 0));
+    }
+
+    #[test]
     fn v6_peers_live_apart() {
         let mut s = Swarm::default();
         let mut sink = CompactPeers::default();
@@ -1601,6 +1643,11 @@ mod tests {
                     prop_assert_eq!(b.seeders[0], seeders);
                     prop_assert_eq!(b.index.0.is_some(), b.index.1.is_some());
                     let l = ListMut { peers: &mut b.split, seeders: &mut b.seeders[1], index: &mut b.index.1 };
+                    for i in 0..PeerList::len(&*l.peers) {
+                        let addr = *l.peers.addr(i);
+                        prop_assert_eq!(l.find(&addr), Some(i));
+                    }
+                    let l = ListMut { peers: &mut b.packed, seeders: &mut b.seeders[0], index: &mut b.index.0 };
                     for i in 0..PeerList::len(&*l.peers) {
                         let addr = *l.peers.addr(i);
                         prop_assert_eq!(l.find(&addr), Some(i));

@@ -5,11 +5,11 @@
 //!
 //! Swarms live in one `DashMap` with an explicit shard count and a keyed hasher (info hashes
 //! are chosen by clients, so an unkeyed hash would let anyone aim every torrent at one shard).
-//! Every operation on one torrent takes exactly one shard lock, through the `entry` /
-//! `get` / `get_mut` API (the announce goes through the raw API to the same shard with the
-//! same hash, see [`Tracker::announce`]), and releases it before returning: no `Ref` or
-//! `RefMut` leaves this crate, and no map call is made while one is held. Whole-map walks
-//! (sweep, snapshot, index listing) take one shard lock at a time.
+//! Every operation on one torrent takes exactly one shard lock, through dashmap's `entry` /
+//! `get` / `remove_if_mut` (the announce goes through the raw API, `shards()`, to the same
+//! shard with the same hash, see [`Tracker::announce`]), and releases it before returning: no
+//! `Ref` or `RefMut` leaves this crate, and no map call is made while one is held. Whole-map
+//! walks (sweep through `retain`, snapshot, index listing) take one shard lock at a time.
 //!
 //! [`Tracker::prefetch_announce`] takes no lock at all: it reads a per-shard hint of where the
 //! table lives (published under the lock by announces) and only issues prefetch instructions.
