@@ -856,40 +856,45 @@ fn prefetch_window<const N: usize, L: PeerList<N> + ?Sized>(peers: &L, start: us
     }
 }
 
-/// Writes up to `want` live peers of `peers` to `emit`, never the one at `skip`, only leechers
-/// when `leechers_only`. Starts at `start` (from [`pick_start`]) and wraps around, so the cost
-/// is O(want) unless most peers are filtered out. Peer ids are read only `with_ids` (a compact
-/// reply has none, and in a split list they live apart).
-#[allow(clippy::too_many_arguments)]
+/// How a reply walks one list: from `start` (from [`pick_start`]), wrapping around, taking up
+/// to `want` live peers, never the one at `skip`, only leechers when `leechers_only`, reading
+/// peer ids only `with_ids` (a compact reply has none, and in a split list they live apart).
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    start: usize,
+    want: usize,
+    skip: Option<usize>,
+    leechers_only: bool,
+    with_ids: bool,
+    now: u32,
+    epoch: u32,
+}
+
+/// Writes the peers `w` selects from `peers` to `emit`; returns how many. The cost is O(want)
+/// unless most peers are filtered out.
 #[inline]
 fn select<const N: usize, L: PeerList<N> + ?Sized>(
     peers: &L,
-    start: usize,
-    epoch: u32,
-    skip: Option<usize>,
-    now: u32,
-    leechers_only: bool,
-    want: usize,
-    with_ids: bool,
+    w: Walk,
     mut emit: impl FnMut(&[u8; N], &[u8; 20]),
 ) -> usize {
     const NO_ID: [u8; 20] = [0; 20];
     let len = peers.len();
-    if want == 0 || len == 0 {
+    if w.want == 0 || len == 0 {
         return 0;
     }
-    let start = if start < len { start } else { 0 };
     let mut n = 0;
-    let mut i = start;
+    let mut i = if w.start < len { w.start } else { 0 };
     for _ in 0..len {
         let m = peers.meta(i);
-        if Some(i) != skip && meta_expiry(m, epoch) > now && !(leechers_only && m & SEEDER != 0) {
-            emit(
-                peers.addr(i),
-                if with_ids { peers.peer_id(i) } else { &NO_ID },
-            );
+        if Some(i) != w.skip
+            && meta_expiry(m, w.epoch) > w.now
+            && !(w.leechers_only && m & SEEDER != 0)
+        {
+            let id = if w.with_ids { peers.peer_id(i) } else { &NO_ID };
+            emit(peers.addr(i), id);
             n += 1;
-            if n == want {
+            if n == w.want {
                 break;
             }
         }
@@ -902,42 +907,15 @@ fn select<const N: usize, L: PeerList<N> + ?Sized>(
 }
 
 /// [`select`] on a list as stored, dispatching on its layout once, not per peer.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 fn select_in<const N: usize>(
     list: ListRef<'_, N>,
-    start: usize,
-    epoch: u32,
-    skip: Option<usize>,
-    now: u32,
-    leechers_only: bool,
-    want: usize,
-    with_ids: bool,
+    w: Walk,
     emit: impl FnMut(&[u8; N], &[u8; 20]),
 ) -> usize {
     match list {
-        ListRef::Packed(p) => select(
-            p,
-            start,
-            epoch,
-            skip,
-            now,
-            leechers_only,
-            want,
-            with_ids,
-            emit,
-        ),
-        ListRef::Split(s) => select(
-            s,
-            start,
-            epoch,
-            skip,
-            now,
-            leechers_only,
-            want,
-            with_ids,
-            emit,
-        ),
+        ListRef::Packed(p) => select(p, w, emit),
+        ListRef::Split(s) => select(s, w, emit),
     }
 }
 
@@ -1206,55 +1184,35 @@ impl Swarm {
         let epoch = self.epoch;
         let v4 = self.v4();
         let v6 = self.v6();
-        let (skip4, skip6) = if is_v4 {
-            (own_pos, None)
-        } else {
-            (None, own_pos)
-        };
         // Written out per family (not through closures) so the sink stays a generic, not a
         // `dyn`, and every push is inlined.
-        let ids = sink.wants_peer_ids();
+        let walk = Walk {
+            start: own_start,
+            want: u.want,
+            skip: own_pos,
+            leechers_only: seeder,
+            with_ids: sink.wants_peer_ids(),
+            now,
+            epoch,
+        };
+        // The other family (HTTP only) gets what the own family left of `want`.
+        let other = |len: usize, taken: usize| Walk {
+            start: pick_start(len, u.want - taken),
+            want: u.want - taken,
+            skip: None,
+            ..walk
+        };
         let (n4, n6);
         if is_v4 {
-            n4 = select_in(
-                v4,
-                own_start,
-                epoch,
-                skip4,
-                now,
-                seeder,
-                u.want,
-                ids,
-                |a, id| sink.push_v4(a, id),
-            );
+            n4 = select_in(v4, walk, |a, id| sink.push_v4(a, id));
             n6 = match u.both_families {
-                true => {
-                    let (want, start) = (u.want - n4, pick_start(v6.len(), u.want - n4));
-                    select_in(v6, start, epoch, skip6, now, seeder, want, ids, |a, id| {
-                        sink.push_v6(a, id)
-                    })
-                }
+                true => select_in(v6, other(v6.len(), n4), |a, id| sink.push_v6(a, id)),
                 false => 0,
             };
         } else {
-            n6 = select_in(
-                v6,
-                own_start,
-                epoch,
-                skip6,
-                now,
-                seeder,
-                u.want,
-                ids,
-                |a, id| sink.push_v6(a, id),
-            );
+            n6 = select_in(v6, walk, |a, id| sink.push_v6(a, id));
             n4 = match u.both_families {
-                true => {
-                    let (want, start) = (u.want - n6, pick_start(v4.len(), u.want - n6));
-                    select_in(v4, start, epoch, skip4, now, seeder, want, ids, |a, id| {
-                        sink.push_v4(a, id)
-                    })
-                }
+                true => select_in(v4, other(v4.len(), n6), |a, id| sink.push_v4(a, id)),
                 false => 0,
             };
         }
@@ -1655,8 +1613,9 @@ mod tests {
                     for start in [0, 7, 31] {
                         let (mut r1, mut r2) = (Vec::new(), Vec::new());
                         let now = epoch + 500;
-                        select(b.packed.as_slice(), start, epoch, Some(3), now, start == 7, 30, true, |a, id| r1.push((*a, *id)));
-                        select(&b.split, start, epoch, Some(3), now, start == 7, 30, true, |a, id| r2.push((*a, *id)));
+                        let w = Walk { start, want: 30, skip: Some(3), leechers_only: start == 7, with_ids: true, now, epoch };
+                        select(b.packed.as_slice(), w, |a, id| r1.push((*a, *id)));
+                        select(&b.split, w, |a, id| r2.push((*a, *id)));
                         prop_assert_eq!(r1, r2);
                     }
                 }
