@@ -173,13 +173,20 @@ pub struct IndexMeta {
     pub from_dir: bool,
 }
 
+/// Everything rarer than a small IPv4 list. Laid out by hand (`repr(C)`, cache-line aligned) so
+/// that an IPv4 announce in a large swarm touches three of its five lines: line 0 (the IPv4
+/// list and the IPv6 seeder count), line 1 (the IPv4 index) and line 2 (the IPv6 list's length,
+/// for the counts). With the compiler's order the same announce touched all five.
 #[derive(Debug, Default)]
+#[repr(C, align(64))]
 pub(crate) struct SwarmExt {
     /// The IPv4 list when it has more than `EXACT_GROWTH_UNTIL` peers (else `Swarm::v4`).
     v4_large: Split<6>,
-    v6: Split<18>,
     v6_seeders: u32,
+    /// Puts the index at the start of line 1 (`v4_large` is 48 bytes, `v6_seeders` 4).
+    _pad: [u8; 12],
     v4_index: Option<Index<6>>,
+    v6: Split<18>,
     v6_index: Option<Index<18>>,
     pub(crate) meta: Option<IndexMeta>,
 }
@@ -343,6 +350,7 @@ pub(crate) struct Hot<const N: usize> {
 
 /// A growable list stored as two parallel arrays (see above). Position `i` of both is peer `i`.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Split<const N: usize> {
     hot: Vec<Hot<N>>,
     ids: Vec<[u8; 20]>,
@@ -1621,5 +1629,29 @@ mod tests {
                 }
             }
         }
+    }
+}
+#[cfg(test)]
+mod ext_layout {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    /// The field placement `SwarmExt`'s doc promises: what an IPv4 announce in a large swarm
+    /// reads sits in lines 0 to 2.
+    #[test]
+    fn an_ipv4_announce_reads_three_lines_of_the_extension() {
+        let line = |off: usize| off / 64;
+        assert_eq!(align_of::<SwarmExt>(), 64);
+        assert_eq!(size_of::<Split<6>>(), 48);
+        assert_eq!(line(offset_of!(SwarmExt, v4_large)), 0);
+        assert_eq!(
+            line(offset_of!(SwarmExt, v4_large) + size_of::<Split<6>>() - 1),
+            0
+        );
+        assert_eq!(line(offset_of!(SwarmExt, v6_seeders)), 0);
+        assert_eq!(offset_of!(SwarmExt, v4_index), 64);
+        assert_eq!(size_of::<Option<Index<6>>>(), 64);
+        assert_eq!(offset_of!(SwarmExt, v6), 128);
+        assert_eq!(size_of::<SwarmExt>(), 320);
     }
 }
