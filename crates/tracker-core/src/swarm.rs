@@ -482,10 +482,7 @@ impl<const N: usize> PeerListMut<N> for Vec<Peer<N>> {
         self[i].meta = meta.to_le_bytes();
     }
     fn push(&mut self, p: Peer<N>) {
-        // Small lists grow one slot at a time so that memory per peer stays exact.
-        if self.len() == self.capacity() && self.len() < EXACT_GROWTH_UNTIL {
-            self.reserve_exact(1);
-        }
+        reserve_for_push(self);
         Vec::push(self, p);
     }
     fn swap_remove(&mut self, i: usize) -> Peer<N> {
@@ -531,12 +528,8 @@ impl<const N: usize> PeerListMut<N> for Split<N> {
         self.hot[i].meta = meta.to_le_bytes();
     }
     fn push(&mut self, p: Peer<N>) {
-        // Small (IPv6) lists grow one slot at a time, like packed ones.
-        let len = self.hot.len();
-        if len == self.hot.capacity() && len < EXACT_GROWTH_UNTIL {
-            self.hot.reserve_exact(1);
-            self.ids.reserve_exact(1);
-        }
+        reserve_for_push(&mut self.hot);
+        reserve_for_push(&mut self.ids);
         self.hot.push(Hot {
             addr: p.addr,
             meta: p.meta,
@@ -591,6 +584,17 @@ impl<const N: usize> ListRef<'_, N> {
 
     fn iter(self) -> impl Iterator<Item = Peer<N>> {
         (0..self.len()).map(move |i| self.get(i))
+    }
+
+    /// Picks where a reply's walk over this list starts ([`pick_start`]) and prefetches the
+    /// first lines of that window ([`prefetch_window`]).
+    fn start_window(self, want: usize) -> usize {
+        let start = pick_start(self.len(), want);
+        match self {
+            Self::Packed(p) => prefetch_window(p, start, want),
+            Self::Split(s) => prefetch_window(s, start, want),
+        }
+        start
     }
 }
 
@@ -750,6 +754,14 @@ impl<const N: usize> ListOp<N> for PutOp<N> {
         }
         l.push(self.peer);
         true
+    }
+}
+
+/// Makes room for one more element: one slot at a time while the list is small, so that memory
+/// per peer stays exact in the small swarms that are most of a tracker; amortised growth after.
+fn reserve_for_push<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() && v.len() < EXACT_GROWTH_UNTIL {
+        v.reserve_exact(1);
     }
 }
 
@@ -1128,23 +1140,8 @@ impl Swarm {
         // lookup, so both sets of misses overlap. A stopped announce gets no peers.
         let own_start = match (u.event, u.ip) {
             (Event::Stopped, _) => 0,
-            (_, IpAddr::V4(_)) => {
-                let peers = self.v4();
-                let start = pick_start(peers.len(), u.want);
-                match peers {
-                    ListRef::Packed(p) => prefetch_window(p, start, u.want),
-                    ListRef::Split(p) => prefetch_window(p, start, u.want),
-                }
-                start
-            }
-            (_, IpAddr::V6(_)) => {
-                let peers = self.v6();
-                let start = pick_start(peers.len(), u.want);
-                if let ListRef::Split(p) = peers {
-                    prefetch_window(p, start, u.want);
-                }
-                start
-            }
+            (_, IpAddr::V4(_)) => self.v4().start_window(u.want),
+            (_, IpAddr::V6(_)) => self.v6().start_window(u.want),
         };
         let (stored, own_pos, seeder, count, is_v4) = match u.ip {
             IpAddr::V4(ip) => {

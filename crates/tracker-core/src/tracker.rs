@@ -343,6 +343,9 @@ impl Tracker {
             ahash::RandomState::new(),
             shards,
         );
+        let hints = (0..swarms.shards().len())
+            .map(|_| ShardHint::default())
+            .collect();
         Self {
             access: Access::new(config.access.clone()),
             aliases: ArcSwap::from_pointee(HashMap::new()),
@@ -354,7 +357,7 @@ impl Tracker {
             stats: Stats::default(),
             connection_id_key: Mutex::new(rand::rng().random()),
             snapshot_write: Mutex::new(()),
-            hints: (0..shards).map(|_| ShardHint::default()).collect(),
+            hints,
         }
     }
 
@@ -429,6 +432,14 @@ impl Tracker {
         (lo + crate::fast_rng::below(2 * spread as usize + 1) as u32).max(1)
     }
 
+    /// The hash dashmap gives `info_hash` (its raw table is probed with the whole of it) and the
+    /// shard it picks from that hash: where an announce looks, and so where a prefetch aims.
+    #[inline]
+    fn locate(&self, info_hash: &InfoHash) -> (u64, usize) {
+        let hash = self.swarms.hash_usize(info_hash);
+        (hash as u64, self.swarms.determine_shard(hash))
+    }
+
     /// Starts loading, without taking any lock, the cache lines an announce for `info_hash`
     /// will need first: the shard's lock, the table's control bytes at the hash's home slot,
     /// and the two slots an entry most often sits in. A socket worker calls this for the next
@@ -437,9 +448,7 @@ impl Tracker {
     /// hint only wastes the prefetch.
     #[inline]
     pub fn prefetch_announce(&self, info_hash: &InfoHash) {
-        let info_hash = self.resolve(info_hash);
-        let hash = self.swarms.hash_usize(&info_hash);
-        let shard = self.swarms.determine_shard(hash);
+        let (hash, shard) = self.locate(&self.resolve(info_hash));
         let (Some(lock), Some(hint)) = (self.swarms.shards().get(shard), self.hints.get(shard))
         else {
             return;
@@ -449,7 +458,7 @@ impl Tracker {
         if ctrl == 0 {
             return;
         }
-        let pos = hash & hint.mask.load(Ordering::Relaxed);
+        let pos = hash as usize & hint.mask.load(Ordering::Relaxed);
         let slot = std::mem::size_of::<(InfoHash, SharedValue<Swarm>)>();
         crate::prefetch::line(ctrl.wrapping_add(pos));
         crate::prefetch::line(ctrl.wrapping_sub((pos + 1).wrapping_mul(slot)));
@@ -494,8 +503,7 @@ impl Tracker {
         // The one shard lock of this announce, taken through dashmap's raw API (the same hash
         // and shard choice as its `entry`) so that the table's location can be published for
         // `prefetch_announce` while the lock is held anyway.
-        let hash = self.swarms.hash_usize(&info_hash) as u64;
-        let shard = self.swarms.determine_shard(hash as usize);
+        let (hash, shard) = self.locate(&info_hash);
         let mut table = self.swarms.shards()[shard].write();
         let (stored, reply) = match table.get_mut(hash, |(k, _)| *k == info_hash) {
             Some((_, swarm)) => {
