@@ -27,7 +27,7 @@ const ENV_NOT_OVERRIDES: &[&str] = &["MINI_TORRUST_CONFIG"];
 
 /// The section names, in file order.
 pub const SECTIONS: &[&str] = &[
-    "udp", "http", "admin", "protocol", "swarm", "snapshot", "access", "log",
+    "udp", "http", "admin", "protocol", "swarm", "snapshot", "access", "limits", "log",
 ];
 
 /// The whole configuration.
@@ -48,6 +48,8 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     /// `[access]`: who may use the tracker.
     pub access: AccessConfig,
+    /// `[limits]`: per-address request rates and bans (tracker-core's own struct).
+    pub limits: tracker_core::LimitsConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
 }
@@ -366,6 +368,7 @@ impl Config {
             swarm: s.get("swarm"),
             snapshot: s.get("snapshot"),
             access: s.get("access"),
+            limits: s.get("limits"),
             log: s.get("log"),
         };
         Ok((config, problems, failed))
@@ -379,6 +382,7 @@ impl Config {
             p.push(e.to_string());
         }
         p.extend(self.http.validate().err().map(|e| e.to_string()));
+        p.extend(self.limits.validate());
         let pr = &self.protocol;
         if pr.interval == 0 {
             p.push("protocol.interval must be at least 1 second".into());
@@ -480,6 +484,7 @@ impl Config {
             interval: self.protocol.interval,
             min_interval: self.protocol.min_interval,
             interval_jitter_percent: self.protocol.interval_jitter_percent,
+            limits: self.limits.clone(),
             access: tracker_core::AccessConfig {
                 mode: self.access.mode,
                 private: self.access.private,

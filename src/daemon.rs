@@ -3,8 +3,8 @@
 //!
 //! Order at start: snapshot restored -> HTTP, admin and UDP sockets bound -> jobs started ->
 //! one "started" log line with the bound addresses -> `READY=1`. At SIGTERM / SIGINT:
-//! `STOPPING=1` -> listeners stopped -> final snapshot -> exit 0. A listener or worker that
-//! dies on its own makes the daemon stop the same way and exit non-zero.
+//! `STOPPING=1` -> listeners stopped -> final snapshot -> exit 0 (1 if that snapshot failed). A
+//! listener or worker that dies on its own makes the daemon stop the same way and exit non-zero.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -73,8 +73,8 @@ Environment:
                                  MINI_TORRUST_ADMIN_TOKEN=..., MINI_TORRUST_SNAPSHOT_PATH=...
   NOTIFY_SOCKET, WATCHDOG_USEC   set by systemd (Type=notify, WatchdogSec=)
 
-Signals: SIGHUP reloads the log filter (and, later, access lists); SIGTERM and SIGINT write a
-final snapshot and exit 0.";
+Signals: SIGHUP reloads the log filter, the access list files and index_dir; SIGTERM and
+SIGINT write a final snapshot and exit 0 (1 if that snapshot could not be written).";
 
 /// The process environment as UTF-8 pairs (others are not overrides and are skipped).
 pub(crate) fn env_vars() -> impl Iterator<Item = (String, String)> {

@@ -8,6 +8,10 @@
 //!   requests, unknown paths) with `outcome="error"`.
 //! - `bad_connection_ids_total{protocol}`, `dropped_total{protocol}`, `access_denied_total{protocol}`,
 //!   `not_stored_total{protocol,what}`, `bytes_total{protocol,direction}`.
+//! - `rate_limited_total{protocol}`, `banned_requests_total{protocol}`, `bans_total{protocol}`,
+//!   `limits_table_entries{state}` (`used`, `banned`, `capacity`): the `[limits]` section.
+//! - `connections_closed_total{protocol,reason}`: HTTP connections the guards closed
+//!   (`per_ip_limit`, `head_timeout`, `evicted`).
 //! - `torrents`, `peers{family,role}`: gauges.
 //! - `snapshot_duration_seconds`, `snapshot_age_seconds` (only after a first write),
 //!   `snapshot_bytes`, `snapshot_writes_total{outcome}`.
@@ -129,6 +133,65 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
             "access_denied_total",
             &[("protocol", p)],
             c.access_denied,
+        );
+    }
+    for (name, help, get) in [
+        (
+            "rate_limited_total",
+            "Requests refused because their address was over limits.requests_per_sec.",
+            (|c: &CounterValues| c.rate_limited) as fn(&CounterValues) -> u64,
+        ),
+        (
+            "banned_requests_total",
+            "Requests refused because their address was banned.",
+            |c| c.banned_requests,
+        ),
+        (
+            "bans_total",
+            "Bans imposed (limits.ban_threshold bad requests within limits.ban_window_secs).",
+            |c| c.bans,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        for (p, c) in protos {
+            sample(&mut o, name, &[("protocol", p)], get(c));
+        }
+    }
+    let fill = tracker.limiter().fill(tracker.clock().now());
+    family(
+        &mut o,
+        "limits_table_entries",
+        "gauge",
+        "The per-address limits table: slots in use, of which banned now, and its fixed capacity.",
+    );
+    for (state, v) in [
+        ("used", fill.used),
+        ("banned", fill.banned),
+        ("capacity", fill.capacity),
+    ] {
+        sample(
+            &mut o,
+            "limits_table_entries",
+            &[("state", state)],
+            v as u64,
+        );
+    }
+    family(
+        &mut o,
+        "connections_closed_total",
+        "counter",
+        "HTTP connections closed by the guards: over http.max_connections_per_ip, no complete request head within http.header_read_timeout_ms, or closed while waiting to make room when every http.max_connections slot was taken.",
+    );
+    for (why, v) in [
+        ("per_ip_limit", stats.http.connections_refused),
+        ("head_timeout", stats.http.connections_timed_out),
+        ("evicted", stats.http.connections_evicted),
+    ] {
+        sample(
+            &mut o,
+            "connections_closed_total",
+            &[("protocol", "http"), ("reason", why)],
+            v,
         );
     }
     family(

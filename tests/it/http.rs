@@ -125,6 +125,19 @@ impl Client {
         }
     }
 
+    /// Connects from another loopback address (127.0.0.0/8 is all local on Linux), so that
+    /// per-address limits see a different client.
+    async fn connect_from(addr: SocketAddr, local: &str) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(local.parse().unwrap(), 0))
+            .unwrap();
+        let stream = timeout(T, sock.connect(addr)).await.unwrap().unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     async fn get(&mut self, target: &str) -> Resp {
         self.get_with(target, "").await
     }
@@ -796,10 +809,11 @@ async fn idle_connections_do_not_block_a_new_client() {
 }
 
 #[tokio::test]
-async fn max_connections_keeps_extra_clients_waiting_until_one_closes() {
+async fn max_connections_full_closes_the_oldest_waiting_connection() {
     let tracker = tracker();
     let config = HttpConfig {
         max_connections: 2,
+        max_connections_per_ip: 2,
         ..Default::default()
     };
     let s = Server::start("127.0.0.1:0", &tracker, config)
@@ -809,26 +823,24 @@ async fn max_connections_keeps_extra_clients_waiting_until_one_closes() {
     a.get(&announce(&ih(17), 1, 7001, 0, "")).await.value();
     let mut b = Client::connect(s.addr).await;
     b.get(&announce(&ih(17), 2, 7002, 0, "")).await.value();
-    // The third connects (kernel backlog) but is not served while two are open.
-    let mut c = Client::connect(s.addr).await;
-    let req = format!(
-        "GET {} HTTP/1.1\r\nhost: t\r\n\r\n",
-        announce(&ih(17), 3, 7003, 5, "")
-    );
-    c.stream.write_all(req.as_bytes()).await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(300), c.read_response())
-            .await
-            .is_err(),
-        "served beyond the limit"
-    );
-    drop(a);
-    let v = c
-        .read_response()
-        .await
-        .expect("served once a slot is free")
-        .value();
+    // Both slots are held by idle keep-alive connections. A third client (from another
+    // address: the per-address cap is 2) is served at once: the oldest idle one made room.
+    let mut c = Client::connect_from(s.addr, "127.0.0.2").await;
+    let v = timeout(
+        Duration::from_secs(1),
+        c.get(&announce(&ih(17), 3, 7003, 5, "")),
+    )
+    .await
+    .expect("served while every slot was held")
+    .value();
     assert_eq!(int(&v, "complete"), 2);
+    assert!(
+        a.closed_within(Duration::from_secs(1)).await,
+        "the oldest closed"
+    );
+    b.get(&announce(&ih(17), 2, 7002, 0, "")).await.value();
+    let stats = tracker.stats().read().http;
+    assert_eq!(stats.connections_evicted, 1);
     s.stop().await;
 }
 

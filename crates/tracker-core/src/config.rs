@@ -1,13 +1,17 @@
-//! The tracker-core settings. The daemon fills this from the `[protocol]` and `[swarm]`
-//! sections of `config.toml`; the defaults here are the documented defaults there.
+//! The tracker-core settings. The daemon fills this from the `[protocol]`, `[swarm]`,
+//! `[access]` and `[limits]` sections of `config.toml`; the defaults here are the documented
+//! defaults there.
 
 use crate::access::AccessConfig;
+use crate::limits::LimitsConfig;
 
 /// Settings that shape the swarm store and the announce rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Which torrents are tracked and whether passkeys are required.
     pub access: AccessConfig,
+    /// Per-address request rates and bans.
+    pub limits: LimitsConfig,
     /// Number of shards (independent locks) in the swarm map; rounded up to a power of two,
     /// at least 1024 by default so that workers rarely meet on one lock.
     pub shards: usize,
@@ -35,6 +39,7 @@ impl Default for CoreConfig {
     fn default() -> Self {
         Self {
             access: AccessConfig::default(),
+            limits: LimitsConfig::default(),
             shards: 1024,
             max_torrents: 10_000_000,
             max_peers_per_swarm: 100_000,

@@ -5,7 +5,8 @@
 //!
 //! What lives here: the swarm store ([`Tracker`]: sharded `dashmap`, keyed hasher, one shard lock
 //! per announce), the announce / scrape / expiry rules of `DESIGN.md` section 3, the torrent
-//! index, statistics counters, the coarse clock and the JSON snapshot format.
+//! index, the per-address abuse limits, statistics counters, the coarse clock and the JSON
+//! snapshot format.
 //!
 //! What does not: sockets, async runtimes, wire codecs, configuration files. This crate is
 //! synchronous and does no I/O except reading and writing snapshot files when asked.
@@ -14,6 +15,7 @@ pub mod access;
 pub mod clock;
 pub mod config;
 mod fast_rng;
+pub mod limits;
 mod prefetch;
 pub mod snapshot;
 pub mod stats;
@@ -27,7 +29,8 @@ pub use access::{
 };
 pub use clock::{Clock, unix_now};
 pub use config::CoreConfig;
-pub use stats::{CounterValues, Counters, Stats, StatsSnapshot};
+pub use limits::{Limiter, LimitsConfig, TableFill, Verdict};
+pub use stats::{CounterValues, Counters, LocalCounts, Stats, StatsSnapshot};
 pub use swarm::{CompactPeers, IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored};
 pub use tracker::{
     AnnounceError, AnnounceOutcome, AnnounceRequest, IndexError, IndexPage, IndexQuery, PeerCounts,

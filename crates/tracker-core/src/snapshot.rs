@@ -200,7 +200,8 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes the whole state to `path` atomically (temp file, fsync, rename, fsync directory).
+/// Writes the whole state to `path` atomically (temp file, fsync, rename, fsync directory). On
+/// any failure the temp file is removed and `path` is left as it was.
 /// Concurrent calls on one tracker (a periodic and the final snapshot) take turns, since they
 /// share the temp file.
 pub fn write(tracker: &Tracker, path: &Path) -> Result<WriteReport, SnapshotError> {
@@ -208,8 +209,16 @@ pub fn write(tracker: &Tracker, path: &Path) -> Result<WriteReport, SnapshotErro
         .snapshot_write
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let (tmp, report) = write_temp(tracker, path)?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    let written = write_temp(tracker, path).and_then(|(tmp, report)| {
+        fs::rename(&tmp, path)
+            .map(|()| report)
+            .map_err(io_err(path))
+    });
+    if written.is_err() {
+        // A partial temp file (disk full, say) would only take more room from a full disk.
+        let _ = fs::remove_file(tmp_path(path));
+    }
+    let report = written?;
     sync_dir(path)?;
     Ok(report)
 }
@@ -695,6 +704,34 @@ mod tests {
                 "a torn file must not change the key"
             );
         }
+    }
+
+    #[test]
+    fn a_failed_write_removes_its_temp_file_and_keeps_the_old_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.json");
+        let a = tracker();
+        populate(&a);
+        write(&a, &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // The temp file is a link to /dev/full: every write fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", tmp_path(&path)).unwrap();
+        ann(&a, 78, v4(10, 9, 9, 8), 1, 1, Event::Started);
+        assert!(matches!(write(&a, &path), Err(SnapshotError::Io { .. })));
+        assert!(
+            std::fs::symlink_metadata(tmp_path(&path)).is_err(),
+            "temp file left behind"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // A rename that fails (the target became a directory) also cleans up.
+        let dir_path = dir.path().join("is_a_dir");
+        std::fs::create_dir(&dir_path).unwrap();
+        std::fs::write(dir_path.join("x"), b"x").unwrap();
+        assert!(write(&a, &dir_path).is_err());
+        assert!(
+            !tmp_path(&dir_path).exists(),
+            "temp file left behind after a failed rename"
+        );
     }
 
     #[test]

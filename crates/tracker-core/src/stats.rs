@@ -24,9 +24,26 @@ macro_rules! counters {
             $($(#[$doc])* pub $field: u64,)*
         }
 
+        /// The same counts in plain integers, for a request path that counts locally and
+        /// adds them into its shared [`Counters`] once per batch ([`LocalCounts::flush`]).
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct LocalCounts {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
         impl Counters {
             fn add_to(&self, v: &mut CounterValues) {
                 $(v.$field += self.$field.load(Ordering::Relaxed);)*
+            }
+        }
+
+        impl LocalCounts {
+            /// Adds every non-zero count into `c` (relaxed atomics) and resets to zero.
+            pub fn flush(&mut self, c: &Counters) {
+                $(if self.$field != 0 {
+                    Counters::add(&c.$field, self.$field);
+                })*
+                *self = Self::default();
             }
         }
     };
@@ -57,6 +74,20 @@ counters! {
     torrents_not_stored,
     /// Announces or scrapes refused by the access rules (whitelist, blacklist, passkeys).
     access_denied,
+    /// Requests refused because their address was over `limits.requests_per_sec`.
+    rate_limited,
+    /// Requests refused because their address was banned.
+    banned_requests,
+    /// Bans imposed (`limits.ban_threshold` bad requests within `limits.ban_window_secs`).
+    bans,
+    /// HTTP connections closed at once because their address already held
+    /// `http.max_connections_per_ip`.
+    connections_refused,
+    /// HTTP connections closed because they did not finish a request head in time.
+    connections_timed_out,
+    /// HTTP connections waiting for a request that were closed to make room for a new client
+    /// when every `http.max_connections` slot was taken.
+    connections_evicted,
     /// Bytes received.
     bytes_in,
     /// Bytes sent.

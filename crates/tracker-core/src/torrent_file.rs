@@ -4,6 +4,12 @@
 //! `serde_bencode` and the `info` value re-encoded; bencode has one canonical form (sorted keys,
 //! no leading zeros), and the re-encoded bytes are required to appear verbatim in the file, so a
 //! file whose `info` is not canonical is refused instead of being given a hash no client computes.
+//!
+//! The bytes are untrusted (`POST /api/torrents`, files in `[access] index_dir`), and
+//! `serde_bencode` decodes (and drops) nested lists and dictionaries recursively, so a few KB of
+//! `llll...` would overflow the stack. [`check_shape`] walks the bytes first, iteratively, and
+//! refuses input nested deeper than [`MAX_DEPTH`] or longer than [`MAX_TORRENT_BYTES`]; only
+//! input it accepts reaches `serde_bencode`.
 
 use std::collections::HashMap;
 
@@ -53,12 +59,26 @@ pub fn truncate(v2: &[u8; 32]) -> InfoHash {
     InfoHash(out)
 }
 
+/// Deepest nesting of lists and dictionaries accepted in a `.torrent` file. Real files nest
+/// about 5 levels for v1 (`files` -> entry -> `path`) and a BEP 52 `file tree` adds one level per
+/// directory; 64 is far beyond any real layout and, at a few hundred bytes of stack per level
+/// in `serde_bencode`, far below what any thread's stack holds (tokio's 2 MiB, or less).
+pub const MAX_DEPTH: usize = 64;
+
+/// Largest `.torrent` file accepted, in bytes; the same as the admin API's body limit. A piece
+/// list costs 20 bytes per piece, so real torrents stay far below it (1 TiB in 4 MiB pieces:
+/// 5 MiB).
+pub const MAX_TORRENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Why a file is not a usable torrent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TorrentFileError {
     /// Not bencode.
     #[error("not a bencoded torrent file: {0}")]
     Bencode(String),
+    /// Nested deeper than [`MAX_DEPTH`] or larger than [`MAX_TORRENT_BYTES`].
+    #[error("not a usable torrent file: {0}")]
+    Limit(String),
     /// Bencode, but not a torrent.
     #[error("not a torrent file: {0}")]
     Shape(&'static str),
@@ -78,8 +98,71 @@ fn int(v: Option<&Value>) -> Option<i64> {
     }
 }
 
+/// Walks one bencoded value iteratively and checks it against the limits: nesting at most
+/// `max_depth`, well-formed tokens, nothing after the value. Constant stack, one pass, no
+/// allocation. A value it accepts can be handed to a recursive decoder safely.
+pub fn check_shape(bytes: &[u8], max_depth: usize) -> Result<(), TorrentFileError> {
+    if bytes.len() > MAX_TORRENT_BYTES {
+        return Err(TorrentFileError::Limit(format!(
+            "{} bytes, more than the limit of {MAX_TORRENT_BYTES}",
+            bytes.len()
+        )));
+    }
+    let bad = |at: usize, what: &str| TorrentFileError::Bencode(format!("{what} at byte {at}"));
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    loop {
+        let Some(&b) = bytes.get(i) else {
+            return Err(bad(i, "unexpected end"));
+        };
+        match b {
+            b'l' | b'd' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(TorrentFileError::Limit(format!(
+                        "nested deeper than {max_depth} levels"
+                    )));
+                }
+                i += 1;
+                continue;
+            }
+            b'e' if depth > 0 => {
+                depth -= 1;
+                i += 1;
+            }
+            b'i' => {
+                let end = memchr::memchr(b'e', &bytes[i..])
+                    .ok_or_else(|| bad(i, "unterminated integer"))?;
+                i += end + 1;
+            }
+            b'0'..=b'9' => {
+                let colon = memchr::memchr(b':', &bytes[i..])
+                    .ok_or_else(|| bad(i, "string without ':'"))?;
+                let len: usize = std::str::from_utf8(&bytes[i..i + colon])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad(i, "bad string length"))?;
+                let start = i + colon + 1;
+                if len > bytes.len() - start {
+                    return Err(bad(i, "string longer than the input"));
+                }
+                i = start + len;
+            }
+            _ => return Err(bad(i, "unexpected byte")),
+        }
+        if depth == 0 {
+            return if i == bytes.len() {
+                Ok(())
+            } else {
+                Err(bad(i, "trailing bytes after the value"))
+            };
+        }
+    }
+}
+
 /// Parses a `.torrent` file.
 pub fn parse(bytes: &[u8]) -> Result<TorrentFile, TorrentFileError> {
+    check_shape(bytes, MAX_DEPTH)?;
     let top: Value =
         serde_bencode::from_bytes(bytes).map_err(|e| TorrentFileError::Bencode(e.to_string()))?;
     let Value::Dict(top) = top else {
@@ -91,7 +174,7 @@ pub fn parse(bytes: &[u8]) -> Result<TorrentFile, TorrentFileError> {
     };
     let raw = serde_bencode::to_bytes(info_value)
         .map_err(|e| TorrentFileError::Bencode(e.to_string()))?;
-    if !bytes.windows(raw.len()).any(|w| w == raw.as_slice()) {
+    if memchr::memmem::find(bytes, &raw).is_none() {
         return Err(TorrentFileError::NotCanonical);
     }
     let name = match get(info, "name") {
@@ -222,6 +305,63 @@ mod tests {
         assert_eq!(t.size, 5);
         assert_eq!(t.primary(), truncate(&Sha256::digest(info).into()));
         assert_eq!(t.linked_v2(), None);
+    }
+
+    /// `d8:announce3:abc4:info` + `l` x n + `e` x n + `e`: the shape that used to overflow the
+    /// stack.
+    fn nested(n: usize) -> Vec<u8> {
+        let mut b = b"d8:announce3:abc4:info".to_vec();
+        b.extend(std::iter::repeat_n(b'l', n));
+        b.extend(std::iter::repeat_n(b'e', n));
+        b.push(b'e');
+        b
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        for n in [MAX_DEPTH, 5_000, 1_000_000] {
+            match parse(&nested(n)) {
+                Err(TorrentFileError::Limit(m)) => assert!(m.contains("nested deeper"), "{m}"),
+                other => panic!("{n} levels: {other:?}"),
+            }
+        }
+        // Just inside the limit, the shape is fine and the decoder says what is wrong.
+        assert!(check_shape(&nested(MAX_DEPTH - 1), MAX_DEPTH).is_ok());
+        assert_eq!(
+            parse(&nested(MAX_DEPTH - 1)),
+            Err(TorrentFileError::Shape("info is not a dictionary"))
+        );
+        // Unbalanced: a million opens and nothing else.
+        assert!(matches!(
+            parse(&vec![b'l'; 1_000_000]),
+            Err(TorrentFileError::Limit(_))
+        ));
+    }
+
+    #[test]
+    fn shape_check_agrees_with_serde_bencode_on_small_inputs() {
+        let ok: &[&[u8]] = &[b"i3e", b"0:", b"le", b"de", b"d1:ai1ee", b"l4:spami-1ee"];
+        for b in ok {
+            assert!(check_shape(b, MAX_DEPTH).is_ok(), "{b:?}");
+            assert!(serde_bencode::from_bytes::<Value>(b).is_ok(), "{b:?}");
+        }
+        let bad: &[&[u8]] = &[
+            b"",
+            b"i3",
+            b"5:abc",
+            b"l",
+            b"e",
+            b"i1ei2e",
+            b"x",
+            b"99999999999999999999999:",
+        ];
+        for b in bad {
+            assert!(check_shape(b, MAX_DEPTH).is_err(), "{b:?}");
+        }
+        assert!(matches!(
+            check_shape(&vec![b'0'; MAX_TORRENT_BYTES + 1], MAX_DEPTH),
+            Err(TorrentFileError::Limit(_))
+        ));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use rand::Rng;
 use crate::access::{Access, AccessError};
 use crate::clock::Clock;
 use crate::config::CoreConfig;
+use crate::limits::Limiter;
 use crate::stats::Stats;
 use crate::swarm::{
     IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored, Swarm, SwarmReply, Update,
@@ -290,6 +291,9 @@ pub struct Tracker {
     /// Held by `snapshot::write` for a whole write: every writer uses the same `<path>.tmp`.
     pub(crate) snapshot_write: Mutex<()>,
     access: Access,
+    /// Per-address request rates and bans (`[limits]`), asked once per request by both
+    /// protocols.
+    limiter: Limiter,
     /// v2 info hashes (truncated) of indexed hybrid torrents -> their v1 hash. Read lock-free
     /// on every announce and scrape; rebuilt on the rare index edit.
     aliases: ArcSwap<HashMap<InfoHash, InfoHash>>,
@@ -348,6 +352,7 @@ impl Tracker {
             .collect();
         Self {
             access: Access::new(config.access.clone()),
+            limiter: Limiter::new(&config.limits),
             aliases: ArcSwap::from_pointee(HashMap::new()),
             has_aliases: std::sync::atomic::AtomicBool::new(false),
             config,
@@ -374,6 +379,11 @@ impl Tracker {
     /// Access control (lists, passkeys).
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// The per-address limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     /// Checks a request's passkey (private mode); `Ok` when the tracker is not private.
@@ -796,7 +806,7 @@ impl Tracker {
             .collect();
         files.sort();
         for path in files {
-            let parsed = std::fs::read(&path)
+            let parsed = read_bounded(&path, crate::torrent_file::MAX_TORRENT_BYTES)
                 .map_err(|e| e.to_string())
                 .and_then(|b| crate::torrent_file::parse(&b).map_err(|e| e.to_string()));
             let t = match parsed {
@@ -949,6 +959,17 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())
+}
+
+/// Reads at most `max + 1` bytes of `path`: enough for the parser to refuse an oversized file
+/// without the whole of it ever being held in memory.
+fn read_bounded(path: &std::path::Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -42,13 +42,20 @@ pub struct HttpConfig {
     /// connection is closed. At most 65000 (hyper answers `414` to request targets above
     /// 65534 bytes on its own). Default: 16384.
     pub max_head_bytes: usize,
-    /// Most client connections open at once per listener, 1 to 1000000. When reached, the
-    /// listener stops accepting (clients wait in the kernel backlog) until one closes. Count.
-    /// Default: 10000.
+    /// Most client connections open at once per listener, 1 to 1000000. When reached, a newly
+    /// accepted client makes the oldest connection that is waiting for a request (idle,
+    /// silent or mid-head) close; if every connection is being answered, it waits for one to
+    /// finish. Count. Default: 10000.
     pub max_connections: usize,
-    /// Time a client has to send a whole request head once its first byte arrived, in
-    /// milliseconds, 1 to 3600000; the connection is closed after that (slow-loris guard).
-    /// Default: 5000.
+    /// Most connections open at once from one client address (IPv4 /32, IPv6
+    /// `limits.ipv6_prefix_len`), 1 to `max_connections`. One more is accepted and closed at
+    /// once, so that a single address cannot hold the listener's slots. Trusted proxies are
+    /// exempt. Count. Default: 256.
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a whole request head, in milliseconds, 1 to 3600000: from the
+    /// accept for a connection's first request, from the first byte after the previous
+    /// response for later ones. No byte, not even a blank line, restarts it; the connection is
+    /// closed after that (slow-loris guard). Default: 5000.
     pub header_read_timeout_ms: u64,
     /// Time a keep-alive connection may sit between requests before it is closed, in seconds,
     /// 1 to 3600. Default: 60.
@@ -80,6 +87,7 @@ impl Default for HttpConfig {
             max_query_bytes: 8192,
             max_head_bytes: 16384,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             header_read_timeout_ms: 5000,
             idle_timeout_secs: 60,
             trusted_proxies: Vec::new(),
@@ -132,6 +140,11 @@ impl HttpConfig {
             "max_connections",
             (1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections),
             "must be between 1 and 1000000",
+        )?;
+        range(
+            "max_connections_per_ip",
+            (1..=self.max_connections).contains(&self.max_connections_per_ip),
+            "must be between 1 and max_connections",
         )?;
         range(
             "header_read_timeout_ms",

@@ -5,13 +5,18 @@
 //! everything else is `404`, other methods on a tracker path `405`. In private mode the passkey
 //! segment is checked (by tracker-core's access rules) before anything else; whitelist and
 //! blacklist refusals come back from the announce itself and from scrape counts.
+//!
+//! Before routing, every request asks tracker-core's per-address limiter (`[limits]`) about the
+//! client address (the one `X-Forwarded-For` names when the peer is a trusted proxy): over its
+//! rate or banned, it gets a failure reason and nothing else is done. A malformed tracker query
+//! counts towards a ban.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use hyper::{HeaderMap, Method, StatusCode};
-use tracker_core::{AnnounceRequest, Counters, InfoHash, PeerSink, Protocol, Tracker};
+use tracker_core::{AnnounceRequest, Counters, InfoHash, PeerSink, Protocol, Tracker, Verdict};
 
 use crate::bencode::{self, AnnounceReply, Peers};
 use crate::client_ip;
@@ -141,6 +146,23 @@ impl Handler {
         scratch: &mut Scratch,
     ) -> Reply {
         Counters::inc(&self.counters.requests);
+        let seen = client_ip::resolve(peer, headers, &self.config);
+        let now = self.tracker.clock().now();
+        let refused = match self.tracker.limiter().check(seen, now) {
+            Verdict::Allow => None,
+            Verdict::Limited => Some((&self.counters.rate_limited, AnnounceFailure::Limited)),
+            Verdict::Banned => Some((&self.counters.banned_requests, AnnounceFailure::Banned)),
+        };
+        if let Some((counter, why)) = refused {
+            Counters::inc(counter);
+            Counters::inc(&self.counters.errors);
+            let body = failure_body(&mut scratch.out, &why);
+            Counters::add(&self.counters.bytes_out, body.len() as u64);
+            return Reply {
+                status: StatusCode::OK,
+                body,
+            };
+        }
         let route = route(path);
         if route == Route::NotFound {
             return self.empty(StatusCode::NOT_FOUND);
@@ -156,8 +178,8 @@ impl Handler {
         let result = match self.tracker.check_passkey(passkey.map(str::as_bytes)) {
             Err(e) => Err(AnnounceFailure::Access(e)),
             Ok(()) => match route {
-                Route::Announce { .. } => self.announce(query, headers, peer, scratch),
-                Route::Scrape { .. } => self.scrape(query, scratch),
+                Route::Announce { .. } => self.announce(query, peer, seen, now, scratch),
+                Route::Scrape { .. } => self.scrape(query, now, scratch),
                 Route::NotFound => return self.empty(StatusCode::NOT_FOUND),
             },
         };
@@ -169,6 +191,11 @@ impl Handler {
                     Route::Announce { .. } => Counters::inc(&self.counters.announce_errors),
                     Route::Scrape { .. } => Counters::inc(&self.counters.scrape_errors),
                     Route::NotFound => {}
+                }
+                if matches!(e, AnnounceFailure::Query(_))
+                    && self.tracker.limiter().strike(seen, now)
+                {
+                    Counters::inc(&self.counters.bans);
                 }
                 if matches!(
                     e,
@@ -198,12 +225,12 @@ impl Handler {
     fn announce(
         &self,
         query: &[u8],
-        headers: &HeaderMap,
         peer: SocketAddr,
+        seen: IpAddr,
+        now: u32,
         s: &mut Scratch,
     ) -> Result<Bytes, AnnounceFailure> {
         let a = query::parse_announce(query, self.config.max_query_bytes)?;
-        let seen = client_ip::resolve(peer, headers, &self.config);
         let ip = client_ip::peer_ip(peer, seen, a.ip, &self.config);
         let req = AnnounceRequest {
             info_hash: a.info_hash,
@@ -228,7 +255,6 @@ impl Handler {
             ids_v6: &mut s.ids_v6,
             keep_ids,
         };
-        let now = self.tracker.clock().now();
         let o = self
             .tracker
             .announce(&req, now, &mut sink)
@@ -267,7 +293,7 @@ impl Handler {
         Ok(s.out.split().freeze())
     }
 
-    fn scrape(&self, query: &[u8], s: &mut Scratch) -> Result<Bytes, AnnounceFailure> {
+    fn scrape(&self, query: &[u8], now: u32, s: &mut Scratch) -> Result<Bytes, AnnounceFailure> {
         query::parse_scrape(
             query,
             self.config.max_query_bytes,
@@ -277,7 +303,6 @@ impl Handler {
         // A bencode dict has unique keys in sorted order.
         s.hashes.sort_unstable();
         s.hashes.dedup();
-        let now = self.tracker.clock().now();
         Counters::inc(&self.counters.scrapes);
         s.out.reserve(bencode::scrape_len(s.hashes.len()));
         let tracker = &self.tracker;
@@ -298,6 +323,12 @@ enum AnnounceFailure {
     Rule(tracker_core::AnnounceError),
     #[error(transparent)]
     Access(tracker_core::AccessError),
+    /// Over `limits.requests_per_sec`.
+    #[error("rate limited: too many requests from your address; retry later")]
+    Limited,
+    /// Banned by `limits.ban_threshold`.
+    #[error("banned for a while: too many bad requests from your address")]
+    Banned,
 }
 
 fn failure_body(out: &mut BytesMut, e: &dyn std::fmt::Display) -> Bytes {

@@ -6,18 +6,21 @@
 //!
 //! What lives here: the `[http]` config section ([`HttpConfig`]), the raw-bytes query parser
 //! ([`query`]), the bencode reply writer ([`bencode`]), the client-IP rules ([`client_ip`]),
-//! routing ([`handler`]) and the accept loop ([`serve`]).
+//! routing ([`handler`]), request-head framing for the limits ([`head`]), connection slots
+//! (`slots`) and the accept loop ([`serve`]).
 //!
 //! What does not: the tracker rules and the swarm store (`tracker-core`), config file parsing,
-//! signals and listener binding (the daemon), access control (a later issue; the passkey paths
-//! are routed but the key is not checked yet), the admin API.
+//! signals and listener binding (the daemon), the access rules and the per-address limiter
+//! (tracker-core's; the handler asks them), the admin API.
 
 pub mod bencode;
 pub mod client_ip;
 pub mod config;
 pub mod handler;
+pub mod head;
 pub mod query;
 pub mod server;
+mod slots;
 
 pub use config::{Cidr, CidrError, HttpConfig, HttpConfigError};
 pub use server::serve;

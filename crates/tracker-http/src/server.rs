@@ -9,13 +9,23 @@
 //!   buffer limit is set above ours, so hyper's bodiless `431` is never what a client sees;
 //!   hyper's `414` for targets over 65534 bytes cannot happen either, since `max_head_bytes` is
 //!   at most 65000. A request body counts towards the limit (tracker requests have none).
-//! - the header read timeout (`header_read_timeout_ms`, from the first byte of a head to its
-//!   end) and the idle timeout (`idle_timeout_secs`, from the end of one head to the first
-//!   byte of the next). hyper's own `header_read_timeout` is not used because it runs from the
-//!   moment hyper starts waiting for a head, so it would also cut idle keep-alive connections
-//!   at the head timeout; here the two are distinct. The timer is re-armed lazily (at most
-//!   once per `min(header, idle)` timeout per connection), not per request. A response write
-//!   that cannot proceed (the client stopped reading) is cut by the same deadline.
+//! - the header read timeout (`header_read_timeout_ms`): a connection's first head must be
+//!   complete within it of the accept, so a silent or slow socket holds its slot for that long
+//!   at most; a later head within it of its first byte. Blank lines are part of the head they
+//!   precede ([`crate::head`]), so no byte restarts the clock.
+//! - the idle timeout (`idle_timeout_secs`, from the end of one head to the first byte of the
+//!   next). hyper's own `header_read_timeout` is not used because it runs from the moment
+//!   hyper starts waiting for a head, so it would also cut idle keep-alive connections at the
+//!   head timeout; here the two are distinct. The timer is re-armed lazily (at most once per
+//!   `min(header, idle)` timeout per connection), not per request. A response write that
+//!   cannot proceed (the client stopped reading) is cut by the same deadline.
+//!
+//! Connection slots: at most `max_connections` at once (a permit is taken before accepting),
+//! and at most `max_connections_per_ip` from one client address (IPv4 /32, IPv6 the limiter's
+//! prefix; trusted proxies exempt): one more is accepted and closed at once, so one address
+//! cannot hold the listener hostage. Together with the header timeout from the accept, an
+//! attacker with few addresses holds few slots, and one with many addresses holds each slot
+//! for `header_read_timeout_ms` at most.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -44,6 +54,8 @@ use tracker_core::{Counters, Tracker};
 use crate::bencode;
 use crate::config::HttpConfig;
 use crate::handler::{Handler, Scratch};
+use crate::head::HeadScanner;
+use crate::slots::{ConnCtl, Conns, PerIp};
 
 /// Most bytes read and thrown away after a head-limit failure before the connection is closed.
 const DRAIN_LIMIT: usize = 1 << 20;
@@ -66,7 +78,8 @@ pub async fn serve(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let handler = Arc::new(Handler::new(tracker, Arc::clone(&config)));
+    let handler = Arc::new(Handler::new(Arc::clone(&tracker), Arc::clone(&config)));
+    let per_ip = Arc::new(PerIp::new(config.max_connections_per_ip));
     let limits = Limits {
         max_head: config.max_head_bytes,
         header_timeout: config.header_read_timeout(),
@@ -77,25 +90,18 @@ pub async fn serve(
         .keep_alive(true)
         .max_buf_size(config.hyper_buf_size());
     // Each connection holds a file descriptor, a task and up to `max_head_bytes` of buffered
-    // input. The semaphore bounds them so a flood of connections cannot exhaust memory or fds;
-    // a permit is taken *before* accepting, so excess clients wait in the kernel backlog
-    // instead of being accepted and dropped.
+    // input. The semaphore bounds them so a flood of connections cannot exhaust memory or fds.
+    // A client accepted while every permit is taken holds one more fd until the evicted
+    // connection gives its permit back (see `slots`); no further accept happens meanwhile.
     let permits = Arc::new(Semaphore::new(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "HTTP tracker listening");
+    let conns = Conns::new(config.max_connections);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -110,8 +116,45 @@ pub async fn serve(
                 }
             },
         };
+        let ip = tracker_core::canonical_ip(peer.ip());
+        let ip_slot = if config.is_trusted_proxy(ip) {
+            None
+        } else {
+            match per_ip.enter(tracker.limiter().source_key(ip)) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Closed at once: this address already holds its share of the slots.
+                    Counters::inc(&handler.counters().connections_refused);
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Every slot is taken: the oldest connection waiting for a request makes room
+                // (if none is waiting, this client waits for the first to finish).
+                if conns.evict_oldest_waiting() {
+                    Counters::inc(&handler.counters().connections_evicted);
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    p = Arc::clone(&permits).acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let io = GuardedIo::new(stream, limits, Arc::clone(handler.counters()));
+        let io = GuardedIo::new(
+            stream,
+            limits,
+            Arc::clone(handler.counters()),
+            conns.register(),
+        );
         let svc = Svc {
             handler: Arc::clone(&handler),
             peer,
@@ -123,6 +166,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
+            drop(ip_slot);
             drop(permit);
         });
     }
@@ -199,47 +243,6 @@ enum State {
     Draining { until: Instant, drained: usize },
 }
 
-/// Finds where request heads end in a byte stream, and how long the current one is.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct HeadScanner {
-    /// Bytes of the current unfinished head; 0 between requests.
-    head_bytes: usize,
-    /// Bytes of the current line so far (since the last `\n`).
-    line_len: usize,
-    /// The last byte scanned (`\r` matters when a `\r\n` is split across reads).
-    last: u8,
-}
-
-impl HeadScanner {
-    /// Feeds bytes; false as soon as the current head exceeds `max` bytes. A head ends at a
-    /// blank line (`\r\n` or a bare `\n`); only newlines are looked at (memchr), so the cost is
-    /// a fraction of hyper's own parse.
-    fn feed(&mut self, new: &[u8], max: usize) -> bool {
-        let mut rest = new;
-        while !rest.is_empty() {
-            let Some(off) = memchr::memchr(b'\n', rest) else {
-                self.head_bytes += rest.len();
-                self.line_len += rest.len();
-                self.last = rest[rest.len() - 1];
-                return self.head_bytes <= max;
-            };
-            self.head_bytes += off + 1;
-            if self.head_bytes > max {
-                return false;
-            }
-            let line = self.line_len + off;
-            let before = if off > 0 { rest[off - 1] } else { self.last };
-            self.line_len = 0;
-            self.last = b'\n';
-            if line == 0 || (line == 1 && before == b'\r') {
-                self.head_bytes = 0;
-            }
-            rest = &rest[off + 1..];
-        }
-        true
-    }
-}
-
 /// A `TcpStream` that enforces the head limit and the header / idle timeouts (see the module
 /// docs). Bytes it lets through are untouched.
 #[derive(Debug)]
@@ -247,9 +250,15 @@ pub(crate) struct GuardedIo {
     inner: TcpStream,
     limits: Limits,
     counters: Arc<Counters>,
+    /// Shared with the accept loop, which may ask this connection to make room.
+    ctl: Arc<ConnCtl>,
     /// Where we are in the request heads.
     head: HeadScanner,
-    /// Start of the current head (head_bytes > 0) or idle period (head_bytes == 0).
+    /// Whether a head has ended on this connection yet. Until one has, the header timeout runs
+    /// from the accept, whatever arrives.
+    served: bool,
+    /// The accept (until `served`), else the start of the current head (head_bytes > 0) or of
+    /// the idle period (head_bytes == 0).
     phase_start: Instant,
     /// Fires at or before the current deadline; re-armed when it fires early.
     timer: Pin<Box<Sleep>>,
@@ -257,14 +266,16 @@ pub(crate) struct GuardedIo {
 }
 
 impl GuardedIo {
-    fn new(inner: TcpStream, limits: Limits, counters: Arc<Counters>) -> Self {
+    fn new(inner: TcpStream, limits: Limits, counters: Arc<Counters>, ctl: Arc<ConnCtl>) -> Self {
         let now = Instant::now();
         let step = limits.header_timeout.min(limits.idle_timeout);
         Self {
             inner,
             limits,
             counters,
+            ctl,
             head: HeadScanner::default(),
+            served: false,
             phase_start: now,
             timer: Box::pin(tokio::time::sleep_until(now + step)),
             state: State::Normal,
@@ -274,7 +285,7 @@ impl GuardedIo {
     fn deadline(&self) -> Instant {
         match self.state {
             State::Draining { until, .. } => until,
-            _ if self.head.head_bytes > 0 => self.phase_start + self.limits.header_timeout,
+            _ if self.in_head() => self.phase_start + self.limits.header_timeout,
             _ => self.phase_start + self.limits.idle_timeout,
         }
     }
@@ -297,13 +308,23 @@ impl GuardedIo {
         }
     }
 
+    /// Whether the header timeout applies now: a head is unfinished, or none has ended yet.
+    fn in_head(&self) -> bool {
+        !self.served || self.head.head_bytes() > 0
+    }
+
     /// Scans bytes handed to hyper and moves the phase clock; false when the head limit is
     /// exceeded.
     fn scan(&mut self, new: &[u8]) -> bool {
-        let was_idle = self.head.head_bytes == 0;
+        let was_idle = self.served && self.head.head_bytes() == 0;
+        let before = self.head.completed();
         let ok = self.head.feed(new, self.limits.max_head);
-        // A head started, or one ended (and maybe another started): one clock read per read.
-        if was_idle || self.head.head_bytes == 0 {
+        // A head ended (and maybe another started), or one started after an idle period: one
+        // clock read per read at most. Bytes inside a head never move the clock.
+        if self.head.completed() != before {
+            self.served = true;
+            self.phase_start = Instant::now();
+        } else if was_idle && self.head.head_bytes() > 0 {
             self.phase_start = Instant::now();
         }
         ok
@@ -370,7 +391,11 @@ impl GuardedIo {
     fn pending_or_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.poll_deadline(cx) {
             Poll::Ready(()) => Poll::Ready(Err(match self.state {
-                State::Normal => io::Error::new(io::ErrorKind::TimedOut, "HTTP read timeout"),
+                State::Normal if self.in_head() => {
+                    Counters::inc(&self.counters.connections_timed_out);
+                    io::Error::new(io::ErrorKind::TimedOut, "HTTP request head timeout")
+                }
+                State::Normal => io::Error::new(io::ErrorKind::TimedOut, "HTTP idle timeout"),
                 _ => too_long(),
             })),
             Poll::Pending => Poll::Pending,
@@ -382,6 +407,13 @@ fn too_long() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         "request head too long; answered and closed",
+    )
+}
+
+fn evicted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "closed to make room for a new client (max_connections reached)",
     )
 }
 
@@ -399,9 +431,13 @@ impl AsyncRead for GuardedIo {
         if !matches!(this.state, State::Normal) {
             return this.poll_reject(cx);
         }
+        if this.ctl.evicted() {
+            return Poll::Ready(Err(evicted()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                this.ctl.unpark();
                 let filled = buf.filled().len();
                 if filled > before {
                     Counters::add(&this.counters.bytes_in, (filled - before) as u64);
@@ -415,7 +451,14 @@ impl AsyncRead for GuardedIo {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.pending_or_timeout(cx),
+            Poll::Pending => {
+                this.ctl.park(cx.waker());
+                // Asked to make room between the check above and the park: do it now.
+                if this.ctl.evicted() {
+                    return Poll::Ready(Err(evicted()));
+                }
+                this.pending_or_timeout(cx)
+            }
         }
     }
 }
@@ -483,46 +526,5 @@ impl AsyncWrite for GuardedIo {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::HeadScanner;
-
-    const TWO: &[u8] =
-        b"GET /announce?a=1 HTTP/1.1\r\nhost: x\r\n\r\nGET /scrape HTTP/1.1\n\nGET /x";
-
-    #[test]
-    fn head_ends_are_found_across_every_split() {
-        for split in 0..=TWO.len() {
-            let mut s = HeadScanner::default();
-            assert!(s.feed(&TWO[..split], 1000));
-            assert!(s.feed(&TWO[split..], 1000));
-            assert_eq!(s.head_bytes, b"GET /x".len(), "split at {split}");
-        }
-        // Byte by byte.
-        let mut s = HeadScanner::default();
-        for b in TWO {
-            assert!(s.feed(std::slice::from_ref(b), 1000));
-        }
-        assert_eq!(s.head_bytes, 6);
-    }
-
-    #[test]
-    fn limit_counts_only_the_current_head() {
-        let mut s = HeadScanner::default();
-        let head = b"GET / HTTP/1.1\r\nh: v\r\n\r\n";
-        for _ in 0..100 {
-            assert!(s.feed(head, head.len()));
-        }
-        assert!(!s.feed(&[b'a'; 30], 29));
-        let mut s = HeadScanner::default();
-        assert!(s.feed(&[b'a'; 29], 30));
-        assert!(s.feed(b"\r", 30));
-        assert!(!s.feed(b"\nb", 30));
-        // A lone \r inside a line does not end anything.
-        let mut s = HeadScanner::default();
-        assert!(s.feed(b"a\rb\n\rc\n", 100));
-        assert_eq!(s.head_bytes, 7);
     }
 }

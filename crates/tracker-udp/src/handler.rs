@@ -3,14 +3,14 @@
 //!
 //! No allocation, no lock besides the tracker's one shard lock per announce or scrape entry, no
 //! logging per packet. Counts are kept in plain integers ([`LocalCounts`]) and added to the
-//! worker's shared atomic [`Counters`] once per batch.
+//! worker's shared atomic [`tracker_core::Counters`] once per batch.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tracker_core::access::AccessError;
 use tracker_core::{
-    AnnounceError, AnnounceRequest as CoreAnnounce, Counters, Stored, Tracker, canonical_ip,
+    AnnounceError, AnnounceRequest as CoreAnnounce, Stored, Tracker, Verdict, canonical_ip,
 };
 
 use crate::connection_id::ConnectionValidator;
@@ -19,8 +19,12 @@ use crate::protocol::{
     TransactionId,
 };
 
-/// Error text for an announce or scrape whose connection id is wrong or expired.
-pub const MSG_BAD_CONNECTION_ID: &str = "invalid or expired connection id";
+/// Error text for an announce or scrape whose connection id is wrong or expired. Its reply (8
+/// bytes of header and these 21) fits in the smallest scrape that names a torrent (36 bytes);
+/// a shorter datagram gets the text cut to its own length, so a reply to a datagram whose
+/// connection id is not valid is never larger than that datagram: a forged source address
+/// gains the attacker no amplification.
+pub const MSG_BAD_CONNECTION_ID: &str = "invalid connection id";
 /// Error text for a datagram longer than the receive buffer.
 pub const MSG_TOO_LONG: &str = "request too long";
 
@@ -29,66 +33,10 @@ pub const MSG_TOO_LONG: &str = "request too long";
 /// still in cache when their turn comes.
 pub const PREFETCH_AHEAD: usize = 4;
 
-/// Per-worker counts in plain integers, flushed into the shared [`Counters`] once per batch.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LocalCounts {
-    /// Datagrams received.
-    pub requests: u64,
-    /// Connects answered.
-    pub connects: u64,
-    /// Announces answered with counts and peers.
-    pub announces: u64,
-    /// Scrapes answered.
-    pub scrapes: u64,
-    /// Error replies sent.
-    pub errors: u64,
-    /// Of `errors`: to announces.
-    pub announce_errors: u64,
-    /// Of `errors`: to scrapes.
-    pub scrape_errors: u64,
-    /// Announces or scrapes with a wrong or expired connection id.
-    pub bad_connection_ids: u64,
-    /// Datagrams dropped without a reply.
-    pub dropped: u64,
-    /// Announces answered but not stored: swarm full.
-    pub peers_not_stored: u64,
-    /// Announces answered but not stored: torrent limit.
-    pub torrents_not_stored: u64,
-    /// Announces or scrapes refused by the access rules.
-    pub access_denied: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes of replies produced.
-    pub bytes_out: u64,
-}
-
-impl LocalCounts {
-    /// Adds everything to `c` (relaxed atomics) and resets to zero.
-    pub fn flush(&mut self, c: &Counters) {
-        let pairs = [
-            (&c.requests, self.requests),
-            (&c.connects, self.connects),
-            (&c.announces, self.announces),
-            (&c.scrapes, self.scrapes),
-            (&c.errors, self.errors),
-            (&c.announce_errors, self.announce_errors),
-            (&c.scrape_errors, self.scrape_errors),
-            (&c.bad_connection_ids, self.bad_connection_ids),
-            (&c.dropped, self.dropped),
-            (&c.peers_not_stored, self.peers_not_stored),
-            (&c.torrents_not_stored, self.torrents_not_stored),
-            (&c.access_denied, self.access_denied),
-            (&c.bytes_in, self.bytes_in),
-            (&c.bytes_out, self.bytes_out),
-        ];
-        for (counter, n) in pairs {
-            if n != 0 {
-                Counters::add(counter, n);
-            }
-        }
-        *self = Self::default();
-    }
-}
+/// Per-worker counts in plain integers, flushed into the shared [`tracker_core::Counters`] once
+/// per batch:
+/// the core's one list of counters.
+pub use tracker_core::stats::LocalCounts;
 
 /// Answers datagrams for one worker.
 #[derive(Debug)]
@@ -173,6 +121,18 @@ impl Handler {
         if src.port() == 0 {
             return 0;
         }
+        // Over its rate or banned: dropped without a word (an answer is what a flood wants).
+        match self.tracker.limiter().check(src.ip(), now) {
+            Verdict::Allow => {}
+            Verdict::Limited => {
+                self.counts.rate_limited += 1;
+                return 0;
+            }
+            Verdict::Banned => {
+                self.counts.banned_requests += 1;
+                return 0;
+            }
+        }
         if truncated {
             return match protocol::parse_header(packet) {
                 Some((cid, action, tid)) if action != protocol::ACTION_CONNECT => {
@@ -192,7 +152,7 @@ impl Handler {
                 let n = if self.validator.is_valid(a.connection_id, src.ip(), now) {
                     self.announce(&a, src, now, out)
                 } else {
-                    self.bad_connection_id(a.transaction_id, out)
+                    self.bad_connection_id(a.transaction_id, packet.len(), src, now, out)
                 };
                 self.counts.announce_errors += self.counts.errors - before;
                 n
@@ -202,7 +162,7 @@ impl Handler {
                 let n = if self.validator.is_valid(s.connection_id, src.ip(), now) {
                     self.scrape(&s, now, out)
                 } else {
-                    self.bad_connection_id(s.transaction_id, out)
+                    self.bad_connection_id(s.transaction_id, packet.len(), src, now, out)
                 };
                 self.counts.scrape_errors += self.counts.errors - before;
                 n
@@ -211,14 +171,39 @@ impl Handler {
                 connection_id,
                 transaction_id,
                 message,
-            }) => self.error_if_valid(connection_id, transaction_id, message, src, now, out),
-            Err(ParseError::Unsendable) => 0,
+            }) => {
+                self.strike(src, now);
+                self.error_if_valid(connection_id, transaction_id, message, src, now, out)
+            }
+            Err(ParseError::Unsendable) => {
+                self.strike(src, now);
+                0
+            }
         }
     }
 
-    fn bad_connection_id(&mut self, tid: TransactionId, out: &mut [u8]) -> usize {
+    /// The reply to a datagram of `len` bytes whose connection id is not valid: at most `len`
+    /// bytes (see [`MSG_BAD_CONNECTION_ID`]).
+    fn bad_connection_id(
+        &mut self,
+        tid: TransactionId,
+        len: usize,
+        src: SocketAddr,
+        now: u32,
+        out: &mut [u8],
+    ) -> usize {
         self.counts.bad_connection_ids += 1;
-        self.error(tid, MSG_BAD_CONNECTION_ID, out)
+        self.strike(src, now);
+        let room = len.saturating_sub(protocol::ERROR_HEADER_LEN);
+        let msg = &MSG_BAD_CONNECTION_ID[..MSG_BAD_CONNECTION_ID.len().min(room)];
+        self.error(tid, msg, out)
+    }
+
+    /// One bad request from `src` towards a ban (`[limits]`).
+    fn strike(&mut self, src: SocketAddr, now: u32) {
+        if self.tracker.limiter().strike(src.ip(), now) {
+            self.counts.bans += 1;
+        }
     }
 
     fn error(&mut self, tid: TransactionId, message: &str, out: &mut [u8]) -> usize {
@@ -452,6 +437,44 @@ mod tests {
         assert_eq!(h.counts.connects, 6);
         assert_eq!(h.counts.announces, 7);
         assert_eq!(h.counts.errors, 0);
+    }
+
+    /// No datagram without a valid connection id gets a reply larger than itself, whatever
+    /// its kind and length (a forged source must not turn us into an amplifier).
+    #[test]
+    fn replies_without_a_valid_id_are_never_larger_than_the_datagram() {
+        let (_t, mut h) = setup();
+        let mut out = vec![0u8; h.reply_capacity()];
+        let forged = ConnectionId([0x5a; 8]);
+        let mut checked = 0;
+        for hashes in 0..=protocol::MAX_SCRAPE_HASHES + 1 {
+            // One source per size, so that `[limits]` bans do not hide the replies.
+            let src = SocketAddr::from(([192, 0, 2, hashes as u8], 4000));
+            let list: Vec<InfoHash> = (0..hashes).map(|i| InfoHash([i as u8; 20])).collect();
+            let pkt = protocol::encode_scrape_request(forged, TransactionId([3; 4]), &list);
+            for len in protocol::SCRAPE_HEADER_LEN..=pkt.len() {
+                let n = h.handle(&pkt[..len], false, src, NOW, &mut out);
+                assert!(n <= len, "scrape of {len} bytes answered with {n}");
+                checked += usize::from(n > 0);
+            }
+        }
+        let ann = announce_bytes(forged, 6881, 1, 10);
+        let src = SocketAddr::from(([198, 51, 100, 1], 4000));
+        for len in 0..=ann.len() {
+            for truncated in [false, true] {
+                let n = h.handle(&ann[..len], truncated, src, NOW, &mut out);
+                assert!(n <= len, "announce of {len} bytes answered with {n}");
+            }
+        }
+        // The 36-byte scrape of the report, and a full announce, still get the (whole) text.
+        let pkt =
+            protocol::encode_scrape_request(forged, TransactionId([3; 4]), &[InfoHash([1; 20])]);
+        assert_eq!(pkt.len(), 36);
+        match ask(&mut h, &pkt, "198.51.100.2:4000") {
+            Some(Response::Error { message, .. }) => assert_eq!(message, MSG_BAD_CONNECTION_ID),
+            other => panic!("{other:?}"),
+        }
+        assert!(checked > 0, "some replies were sent");
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub const MAX_SCRAPE_REPLY_LEN: usize = 8 + 12 * MAX_SCRAPE_HASHES;
 /// Longest error message we send.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 64;
 /// Length of the longest error reply.
-pub const MAX_ERROR_REPLY_LEN: usize = 8 + MAX_ERROR_MESSAGE_LEN;
+pub const MAX_ERROR_REPLY_LEN: usize = ERROR_HEADER_LEN + MAX_ERROR_MESSAGE_LEN;
+/// Bytes of an error reply before its message (action, transaction id).
+pub const ERROR_HEADER_LEN: usize = 8;
 
 /// BEP 41 option: end of options (the rest of the packet is ignored).
 pub const OPTION_END: u8 = 0;
@@ -408,7 +410,7 @@ pub fn write_error_response(out: &mut [u8], tid: TransactionId, message: &str) -
     if !put(out, 0, &ACTION_ERROR.to_be_bytes()) || !put(out, 4, &tid.0) || !put(out, 8, msg) {
         return 0;
     }
-    8 + msg.len()
+    ERROR_HEADER_LEN + msg.len()
 }
 
 /// Writes an announce reply's 20-byte header; the peers follow it (see [`AnnounceWriter`]).
