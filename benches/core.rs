@@ -1,6 +1,7 @@
 //! tracker-core benchmarks: announce (empty and 10k-peer swarm), scrape of 74 hashes, a sweep
-//! over 1M peers, snapshot write and load of 1M peers in 100k torrents, and announces served
-//! while a snapshot is being written.
+//! over 1M peers, snapshot write and load of 1M peers in 100k torrents, announces served
+//! while a snapshot is being written, and the per-address limiter's check (one hot address,
+//! and 1M addresses cycling through the 65,536-slot table).
 //!
 //! Run: `cargo bench --bench core` (add `-- announce` etc. to pick one).
 
@@ -165,5 +166,31 @@ fn heavy(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, announce, scrape, heavy);
+fn limiter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("limiter");
+    // Rates that never refuse, so that every call takes the full path (load, refill, CAS).
+    let config = tracker_core::LimitsConfig {
+        requests_per_sec: u32::MAX,
+        burst: u32::MAX,
+        ..Default::default()
+    };
+    let l = tracker_core::Limiter::new(&config);
+    let one = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    g.bench_function("check, one address", |b| {
+        b.iter(|| black_box(l.check(black_box(one), T0)))
+    });
+    let mut n = 0u32;
+    g.bench_function(
+        "check, 1M addresses round robin (table misses, evictions)",
+        |b| {
+            b.iter(|| {
+                n = (n + 1) % 1_000_000;
+                black_box(l.check(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), T0))
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, announce, scrape, heavy, limiter);
 criterion_main!(benches);

@@ -12,9 +12,9 @@ use super::daemon::{
     Daemon, announce, bdecode, config, dict_get, hex, http_get, pct, run_cli, udp_connect,
 };
 
-const TOKEN: &str = "api-test-token-0123456789";
+pub(super) const TOKEN: &str = "api-test-token-0123456789";
 
-fn fixture(name: &str) -> PathBuf {
+pub(super) fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
@@ -24,7 +24,7 @@ fn expected() -> Vec<Value> {
     serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap()
 }
 
-fn cfg(dir: &Path, access: &str) -> String {
+pub(super) fn cfg(dir: &Path, access: &str) -> String {
     format!(
         "{}\n[access]\n{access}\n",
         config(
@@ -35,7 +35,13 @@ fn cfg(dir: &Path, access: &str) -> String {
 }
 
 /// One authorised API call with `Connection: close`: (status, JSON or Null).
-fn api(admin: SocketAddr, method: &str, target: &str, ctype: &str, body: &[u8]) -> (u16, Value) {
+pub(super) fn api(
+    admin: SocketAddr,
+    method: &str,
+    target: &str,
+    ctype: &str,
+    body: &[u8],
+) -> (u16, Value) {
     let mut s = TcpStream::connect(admin).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(

@@ -147,7 +147,21 @@ impl Daemon {
     }
 
     /// Waits for a JSON log line whose message is `message`; returns it parsed.
-    fn wait_log(&mut self, message: &str) -> serde_json::Value {
+    /// A log line already read (e.g. before the start line) whose message is `message`, else
+    /// the next one.
+    pub(super) fn find_log(&mut self, message: &str) -> serde_json::Value {
+        let seen = self.seen.iter().find_map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .filter(|v| v["fields"]["message"] == message)
+        });
+        match seen {
+            Some(v) => v,
+            None => self.wait_log(message),
+        }
+    }
+
+    pub(super) fn wait_log(&mut self, message: &str) -> serde_json::Value {
         let end = Instant::now() + DEADLINE;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
             match self.log.recv_timeout(left) {

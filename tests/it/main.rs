@@ -3,5 +3,6 @@
 
 mod api;
 mod daemon;
+mod hostile;
 mod http;
 mod udp;

@@ -1,9 +1,10 @@
 //! Reading `.torrent` files (BEP 3 v1, BEP 52 v2 and hybrid) for the torrent index.
 //!
-//! The info hash is the hash of the raw bencoded `info` dictionary. The file is decoded with
-//! `serde_bencode` and the `info` value re-encoded; bencode has one canonical form (sorted keys,
-//! no leading zeros), and the re-encoded bytes are required to appear verbatim in the file, so a
-//! file whose `info` is not canonical is refused instead of being given a hash no client computes.
+//! The info hash is the hash of the raw bencoded `info` dictionary: the bytes of the top-level
+//! `info` value, located by [`check_shape`]. The file is also decoded with `serde_bencode` and
+//! the `info` value re-encoded; bencode has one canonical form (sorted keys, no leading zeros),
+//! and the re-encoding is required to equal those bytes, so a file whose `info` is not
+//! canonical is refused instead of being given a hash no client computes.
 //!
 //! The bytes are untrusted (`POST /api/torrents`, files in `[access] index_dir`), and
 //! `serde_bencode` decodes (and drops) nested lists and dictionaries recursively, so a few KB of
@@ -100,8 +101,13 @@ fn int(v: Option<&Value>) -> Option<i64> {
 
 /// Walks one bencoded value iteratively and checks it against the limits: nesting at most
 /// `max_depth`, well-formed tokens, nothing after the value. Constant stack, one pass, no
-/// allocation. A value it accepts can be handed to a recursive decoder safely.
-pub fn check_shape(bytes: &[u8], max_depth: usize) -> Result<(), TorrentFileError> {
+/// allocation. A value it accepts can be handed to a recursive decoder safely. Returns where
+/// the top-level dictionary's `info` value lies in `bytes`, if there is one: the bytes whose
+/// hash is the info hash.
+pub fn check_shape(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<Option<std::ops::Range<usize>>, TorrentFileError> {
     if bytes.len() > MAX_TORRENT_BYTES {
         return Err(TorrentFileError::Limit(format!(
             "{} bytes, more than the limit of {MAX_TORRENT_BYTES}",
@@ -109,12 +115,21 @@ pub fn check_shape(bytes: &[u8], max_depth: usize) -> Result<(), TorrentFileErro
         )));
     }
     let bad = |at: usize, what: &str| TorrentFileError::Bencode(format!("{what} at byte {at}"));
+    let top_is_dict = bytes.first() == Some(&b'd');
+    // Inside the top-level dictionary (depth 1): keys and values alternate.
+    let (mut expect_key, mut key_is_info, mut value_start) = (true, false, 0);
+    let mut info = None;
     let mut depth = 0usize;
     let mut i = 0usize;
     loop {
         let Some(&b) = bytes.get(i) else {
             return Err(bad(i, "unexpected end"));
         };
+        let start = i;
+        if depth == 1 && !expect_key {
+            value_start = start;
+        }
+        let mut key = None;
         match b {
             b'l' | b'd' => {
                 depth += 1;
@@ -142,17 +157,28 @@ pub fn check_shape(bytes: &[u8], max_depth: usize) -> Result<(), TorrentFileErro
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| bad(i, "bad string length"))?;
-                let start = i + colon + 1;
-                if len > bytes.len() - start {
+                let from = i + colon + 1;
+                if len > bytes.len() - from {
                     return Err(bad(i, "string longer than the input"));
                 }
-                i = start + len;
+                i = from + len;
+                key = Some(&bytes[from..i]);
             }
             _ => return Err(bad(i, "unexpected byte")),
         }
+        // An item of the top-level dictionary ended: a string or integer at depth 1, or the
+        // `e` that brought a nested value back to depth 1.
+        if top_is_dict && depth == 1 {
+            if expect_key {
+                key_is_info = key == Some(b"info".as_slice());
+            } else if key_is_info {
+                info = Some(value_start..i);
+            }
+            expect_key = !expect_key;
+        }
         if depth == 0 {
             return if i == bytes.len() {
-                Ok(())
+                Ok(info)
             } else {
                 Err(bad(i, "trailing bytes after the value"))
             };
@@ -162,7 +188,7 @@ pub fn check_shape(bytes: &[u8], max_depth: usize) -> Result<(), TorrentFileErro
 
 /// Parses a `.torrent` file.
 pub fn parse(bytes: &[u8]) -> Result<TorrentFile, TorrentFileError> {
-    check_shape(bytes, MAX_DEPTH)?;
+    let info_span = check_shape(bytes, MAX_DEPTH)?;
     let top: Value =
         serde_bencode::from_bytes(bytes).map_err(|e| TorrentFileError::Bencode(e.to_string()))?;
     let Value::Dict(top) = top else {
@@ -172,9 +198,13 @@ pub fn parse(bytes: &[u8]) -> Result<TorrentFile, TorrentFileError> {
     let Value::Dict(info) = info_value else {
         return Err(TorrentFileError::Shape("info is not a dictionary"));
     };
-    let raw = serde_bencode::to_bytes(info_value)
+    // The hash is of the info value's own bytes, which must be its canonical encoding.
+    let raw = info_span
+        .map(|r| &bytes[r])
+        .ok_or(TorrentFileError::Shape("no info dictionary"))?;
+    let canonical = serde_bencode::to_bytes(info_value)
         .map_err(|e| TorrentFileError::Bencode(e.to_string()))?;
-    if memchr::memmem::find(bytes, &raw).is_none() {
+    if canonical != raw {
         return Err(TorrentFileError::NotCanonical);
     }
     let name = match get(info, "name") {
@@ -362,6 +392,34 @@ mod tests {
             check_shape(&vec![b'0'; MAX_TORRENT_BYTES + 1], MAX_DEPTH),
             Err(TorrentFileError::Limit(_))
         ));
+    }
+
+    #[test]
+    fn the_info_span_is_the_top_level_info_value() {
+        let info = b"d6:lengthi1e4:name1:a12:piece lengthi1e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let file = [b"d1:xli1ed4:infoi0eee4:info".as_slice(), info, b"1:zi2ee"].concat();
+        let span = check_shape(&file, MAX_DEPTH).unwrap().unwrap();
+        assert_eq!(&file[span], info.as_slice());
+        assert_eq!(check_shape(b"l4:infoi1ee", MAX_DEPTH).unwrap(), None);
+        assert_eq!(check_shape(b"d4:infoi7ee", MAX_DEPTH).unwrap(), Some(7..10));
+    }
+
+    /// Found by the `torrent_file` fuzz target's author (fuzz/regressions): a non-canonical
+    /// `info` whose canonical re-encoding appears elsewhere in the file (in a comment) used to
+    /// be accepted, and indexed under the hash of the comment's bytes.
+    #[test]
+    fn a_canonical_copy_elsewhere_in_the_file_does_not_make_info_canonical() {
+        let info = b"d4:name1:a6:lengthi1e12:piece lengthi1e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let copy = b"d6:lengthi1e4:name1:a12:piece lengthi1e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let file = [
+            b"d4:info".as_slice(),
+            info,
+            format!("7:comment{}:", copy.len()).as_bytes(),
+            copy,
+            b"e",
+        ]
+        .concat();
+        assert_eq!(parse(&file), Err(TorrentFileError::NotCanonical));
     }
 
     #[test]

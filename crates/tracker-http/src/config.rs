@@ -48,9 +48,9 @@ pub struct HttpConfig {
     /// finish. Count. Default: 10000.
     pub max_connections: usize,
     /// Most connections open at once from one client address (IPv4 /32, IPv6
-    /// `limits.ipv6_prefix_len`), 1 to `max_connections`. One more is accepted and closed at
-    /// once, so that a single address cannot hold the listener's slots. Trusted proxies are
-    /// exempt. Count. Default: 256.
+    /// `limits.ipv6_prefix_len`), 1 to 1000000 (above `max_connections` it has no effect). One
+    /// more is accepted and closed at once, so that a single address cannot hold the
+    /// listener's slots. Trusted proxies are exempt. Count. Default: 256.
     pub max_connections_per_ip: usize,
     /// Time a client has to send a whole request head, in milliseconds, 1 to 3600000: from the
     /// accept for a connection's first request, from the first byte after the previous
@@ -143,8 +143,8 @@ impl HttpConfig {
         )?;
         range(
             "max_connections_per_ip",
-            (1..=self.max_connections).contains(&self.max_connections_per_ip),
-            "must be between 1 and max_connections",
+            (1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections_per_ip),
+            "must be between 1 and 1000000",
         )?;
         range(
             "header_read_timeout_ms",
