@@ -227,8 +227,8 @@ pub fn parse(bytes: &[u8]) -> Result<TorrentFile, TorrentFileError> {
         }
     };
     Ok(TorrentFile {
-        v1: has_v1.then(|| InfoHash(Sha1::digest(&raw).into())),
-        v2: is_v2.then(|| Sha256::digest(&raw).into()),
+        v1: has_v1.then(|| InfoHash(Sha1::digest(raw).into())),
+        v2: is_v2.then(|| Sha256::digest(raw).into()),
         name,
         size,
         private: int(get(info, "private")) == Some(1),
