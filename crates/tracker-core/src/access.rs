@@ -51,21 +51,31 @@ pub enum AccessMode {
     Both,
 }
 
-/// Why a request is refused. The Display text is what the client is told.
+/// Why a request is refused. The Display text ([`AccessError::message`]) is what the client is
+/// told, by both protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
 pub enum AccessError {
     /// Whitelist mode and the torrent is not listed.
-    #[error("unregistered torrent")]
     Unregistered,
     /// Blacklist mode and the torrent is listed.
-    #[error("torrent is blacklisted")]
     Blacklisted,
     /// Private mode and no passkey given.
-    #[error("passkey required")]
     PasskeyMissing,
     /// Private mode and the passkey is unknown, malformed, revoked or expired.
-    #[error("invalid passkey")]
     PasskeyInvalid,
+}
+
+impl AccessError {
+    /// The text the client is told (static: UDP writes it per packet without allocating).
+    pub const fn message(self) -> &'static str {
+        match self {
+            AccessError::Unregistered => "unregistered torrent",
+            AccessError::Blacklisted => "torrent is blacklisted",
+            AccessError::PasskeyMissing => "passkey required",
+            AccessError::PasskeyInvalid => "invalid passkey",
+        }
+    }
 }
 
 /// Errors of list files and passkey management.

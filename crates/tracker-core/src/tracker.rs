@@ -80,11 +80,14 @@ pub struct AnnounceOutcome {
     pub stored: Stored,
 }
 
+/// The text a client is told for an announce with port 0, by both protocols.
+pub const MSG_PORT_ZERO: &str = "invalid port: 0";
+
 /// Announces the rules refuse. The message is what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AnnounceError {
     /// Port 0 cannot be connected to.
-    #[error("invalid port: 0")]
+    #[error("{}", MSG_PORT_ZERO)]
     PortZero,
     /// Refused by the access rules (whitelist, blacklist).
     #[error(transparent)]

@@ -44,7 +44,7 @@ pub enum QueryError {
     #[error("invalid numwant: expected an integer")]
     BadNumwant,
     /// `port=0`.
-    #[error("invalid port: 0")]
+    #[error("{}", tracker_core::tracker::MSG_PORT_ZERO)]
     PortZero,
     /// `port` above 65535.
     #[error("invalid port: above 65535")]

@@ -268,14 +268,16 @@ impl Handler {
                 self.counts.announces += 1;
                 w.finish(a.transaction_id, o.interval, o.leechers, o.seeders)
             }
-            Err(AnnounceError::PortZero) => self.error(a.transaction_id, "invalid port: 0", out),
+            Err(AnnounceError::PortZero) => {
+                self.error(a.transaction_id, tracker_core::tracker::MSG_PORT_ZERO, out)
+            }
             Err(AnnounceError::Access(e)) => self.denied(a.transaction_id, e, out),
         }
     }
 
     fn denied(&mut self, tid: TransactionId, e: AccessError, out: &mut [u8]) -> usize {
         self.counts.access_denied += 1;
-        self.error(tid, access_message(e), out)
+        self.error(tid, e.message(), out)
     }
 
     fn scrape(&mut self, s: &ScrapeRequest<'_>, now: u32, out: &mut [u8]) -> usize {
@@ -320,16 +322,6 @@ pub fn passkey<'b>(
     let slash = rest.iter().position(|&b| b == b'/')?;
     let (key, last) = (&rest[..slash], &rest[slash + 1..]);
     (!key.is_empty() && last == b"announce").then_some(key)
-}
-
-/// The error text of an access refusal (static: no allocation per packet).
-fn access_message(e: AccessError) -> &'static str {
-    match e {
-        AccessError::Unregistered => "unregistered torrent",
-        AccessError::Blacklisted => "torrent is blacklisted",
-        AccessError::PasskeyMissing => "passkey required",
-        AccessError::PasskeyInvalid => "invalid passkey",
-    }
 }
 
 #[cfg(test)]
