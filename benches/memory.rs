@@ -1,5 +1,5 @@
 //! Resident memory per peer: fills the store with N IPv4 peers in T torrents (each peer k has a
-//! distinct peer id and port, torrent k mod T, like `../shared/bench/mem_compare.sh`) and prints
+//! distinct peer id and port, torrent k mod T, like `benches/compare/mem_compare.sh`) and prints
 //! (VmRSS after - VmRSS before) / N.
 //!
 //! Run: `cargo bench --bench memory` (env PEERS, TORRENTS; defaults 1M and 100k).

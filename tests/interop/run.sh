@@ -135,7 +135,7 @@ case $TRACKER in
     ;;
   opentracker)
     OPENTRACKER_BIN=${OPENTRACKER_BIN:-${BENCH_TOOLS:-$HOME/.cache/mini-torrust-bench}/bin/opentracker}
-    [ -x "$OPENTRACKER_BIN" ] || die "opentracker not found at $OPENTRACKER_BIN (run ../shared/bench/setup.sh)"
+    [ -x "$OPENTRACKER_BIN" ] || die "opentracker not found at $OPENTRACKER_BIN (run benches/compare/setup.sh)"
     ;;
   *) die "unknown INTEROP_TRACKER=$TRACKER (mini-torrust or opentracker)" ;;
 esac
