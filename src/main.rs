@@ -13,9 +13,12 @@ mod api;
 mod client;
 mod config;
 mod daemon;
+mod jobs;
+mod listeners;
 mod logging;
 mod metrics;
 mod notify;
+mod reload;
 mod state;
 
 use std::path::{Path, PathBuf};

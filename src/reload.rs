@@ -1,0 +1,94 @@
+//! SIGHUP: what a reload re-reads and applies without a restart (the log filter, the access
+//! list files, the index directory), and what it only names as needing one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracker_core::Tracker;
+
+use crate::config::{Config, Source};
+use crate::jobs::status_line;
+use crate::logging::LogControl;
+use crate::notify::{self, Notifier};
+
+/// SIGHUP: re-reads the config file; applies the log filter, re-reads the access list files
+/// and syncs the index directory; names settings that need a restart. Swarms are untouched.
+pub(crate) async fn reload(
+    running: &mut Config,
+    source: &Source,
+    log: &LogControl,
+    notifier: Option<&Notifier>,
+    tracker: &Arc<Tracker>,
+) {
+    let t0 = Instant::now();
+    notify::notify(notifier, "RELOADING=1\nSTATUS=reloading");
+    let src = source.clone();
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&src, crate::env_vars())).await;
+    match loaded {
+        Ok(Ok(new)) => {
+            let mut applied = Vec::new();
+            if new.log.filter != running.log.filter {
+                match log.set_filter(&new.log.filter) {
+                    Ok(()) => {
+                        applied.push("log.filter");
+                        running.log.filter = new.log.filter.clone();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "reload: log filter not changed")
+                    }
+                }
+            }
+            // Access list files: re-read; on error the old lists stay.
+            let t = Arc::clone(tracker);
+            match tokio::task::spawn_blocking(move || t.reload_files()).await {
+                Ok(Ok(r)) => {
+                    if r.allow_file_entries + r.deny_file_entries > 0 {
+                        applied.push("access lists");
+                    }
+                    if r.index_added + r.index_removed > 0 {
+                        applied.push("index directory");
+                        tracing::info!(
+                            added = r.index_added,
+                            removed = r.index_removed,
+                            "reload: index directory synced"
+                        );
+                    }
+                    for e in &r.index_errors {
+                        tracing::warn!(error = %e, "reload: index directory file skipped");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reload: access lists not changed")
+                }
+                Err(e) => tracing::error!(error = %e, "reload: access list task failed"),
+            }
+            let restart: Vec<&str> = crate::config::SECTIONS
+                .iter()
+                .copied()
+                .filter(|s| {
+                    let mut a = running.section_value(s);
+                    let mut b = new.section_value(s);
+                    if *s == "log" {
+                        // The filter is applied live; only the format needs a restart.
+                        for v in [&mut a, &mut b].into_iter().flatten() {
+                            if let Some(t) = v.as_table_mut() {
+                                t.remove("filter");
+                            }
+                        }
+                    }
+                    a != b
+                })
+                .collect();
+            if !restart.is_empty() {
+                tracing::warn!(sections = ?restart, "reload: these sections changed and take effect only after a restart");
+            }
+            tracing::info!(config = %source, applied = ?applied, ms = t0.elapsed().as_millis() as u64, "config reloaded");
+        }
+        Ok(Err(problems)) => {
+            tracing::error!(config = %source, problems = %problems, "reload refused: keeping the running config");
+        }
+        Err(e) => tracing::error!(error = %e, "reload task failed"),
+    }
+    let line = status_line(tracker, None).await;
+    notify::notify(notifier, &format!("READY=1\nSTATUS={line}"));
+}
