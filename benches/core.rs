@@ -117,7 +117,7 @@ fn heavy(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.json");
     g.bench_function("snapshot write", |b| {
-        b.iter(|| black_box(snapshot::write(&t, &path).unwrap()))
+        b.iter(|| black_box(snapshot::write(&t, &path, [0; 16]).unwrap()))
     });
     g.bench_function("snapshot load", |b| {
         b.iter_batched(
@@ -141,7 +141,7 @@ fn heavy(c: &mut Criterion) {
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                snapshot::write(&t, &path).unwrap();
+                snapshot::write(&t, &path, [0; 16]).unwrap();
                 n += 1;
             }
             n

@@ -4,7 +4,10 @@
 //! - `GET /health`: `200 ok` while serving, `503` before READY and once stopping.
 //! - `/api/*`: needs `Authorization: Bearer <admin.token>`. Without a configured token the API
 //!   is disabled (`404` with a JSON error); a missing or wrong token is `401`. The API itself
-//!   (torrent index, access lists) is another issue: [`api`] is the hook it fills in.
+//!   (torrent index, access lists, passkeys) is [`crate::api`]: pure request -> response.
+//!
+//! Meant for loopback or a monitoring network, and bounded all the same: at most 64
+//! connections, 10 s to send a request head, 16 MiB of body, 300 s per connection.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -40,11 +40,12 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
     let state = Arc::new(DaemonState::new(started));
     let tracker = Arc::new(Tracker::new(config.to_core()));
 
-    if config.snapshot.enabled {
-        jobs::restore(&tracker, &config.snapshot.path).await?;
+    let restored_key = if config.snapshot.enabled {
+        jobs::restore(&tracker, &config.snapshot.path).await?
     } else {
         tracing::info!("snapshots disabled (snapshot.enabled = false): starting empty");
-    }
+        None
+    };
 
     {
         let t = Arc::clone(&tracker);
@@ -70,8 +71,11 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         state: Arc::clone(&state),
         token: config.admin.token.clone(),
     });
-    let mut listeners = Listeners::start(&config, &tracker, &admin_ctx)?;
-    let mut jobs = jobs::start(&config, &tracker, &state);
+    // A first start draws a random connection-id key; later ones keep the snapshot's.
+    let key = restored_key.unwrap_or_else(rand::random);
+    let mut listeners = Listeners::start(&config, &tracker, &admin_ctx, key)?;
+    let key = listeners.connection_id_key;
+    let mut jobs = jobs::start(&config, &tracker, &state, key);
 
     let counts = {
         let t = Arc::clone(&tracker);
@@ -142,7 +146,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
     let mut final_snapshot = "disabled".to_owned();
     let mut result = outcome;
     if running.snapshot.enabled {
-        match jobs::write_snapshot(&tracker, &state, &running.snapshot.path, "final").await {
+        match jobs::write_snapshot(&tracker, &state, &running.snapshot.path, key, "final").await {
             Ok(r) => final_snapshot = format!("{} torrents, {} peers", r.torrents, r.peers),
             Err(e) => {
                 final_snapshot = "failed".into();

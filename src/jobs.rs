@@ -21,6 +21,7 @@ pub(crate) fn start(
     config: &Config,
     tracker: &Arc<Tracker>,
     state: &Arc<DaemonState>,
+    connection_id_key: [u8; 16],
 ) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(tick(Arc::clone(tracker)));
@@ -35,6 +36,7 @@ pub(crate) fn start(
             Arc::clone(state),
             config.snapshot.path.clone(),
             config.snapshot.interval,
+            connection_id_key,
         ));
     }
     if let (Some(every), Some(n)) = (
@@ -50,8 +52,12 @@ pub(crate) fn start(
     jobs
 }
 
-/// Loads the snapshot before any socket opens. A future-version file stops the start.
-pub(crate) async fn restore(tracker: &Arc<Tracker>, path: &Path) -> anyhow::Result<()> {
+/// Loads the snapshot before any socket opens; returns the UDP connection-id key it kept. A
+/// future-version file stops the start.
+pub(crate) async fn restore(
+    tracker: &Arc<Tracker>,
+    path: &Path,
+) -> anyhow::Result<Option<[u8; 16]>> {
     let t0 = Instant::now();
     let (t, p) = (Arc::clone(tracker), path.to_path_buf());
     let outcome = tokio::task::spawn_blocking(move || snapshot::restore(&t, &p))
@@ -64,6 +70,7 @@ pub(crate) async fn restore(tracker: &Arc<Tracker>, path: &Path) -> anyhow::Resu
         }
         Ok(RestoreOutcome::Loaded(r)) => {
             tracing::info!(path = %path.display(), torrents = r.torrents, peers = r.peers, dropped = r.dropped, ms, "snapshot loaded");
+            return Ok(r.connection_id_key);
         }
         Ok(RestoreOutcome::MovedAside { moved_to, error }) => {
             tracing::warn!(path = %path.display(), moved_to = %moved_to.display(), error = %error, "snapshot unreadable: moved aside, starting empty");
@@ -73,7 +80,7 @@ pub(crate) async fn restore(tracker: &Arc<Tracker>, path: &Path) -> anyhow::Resu
         }
         Err(e) => return Err(anyhow!(e)).context("restoring the snapshot (snapshot.path)"),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Writes one snapshot on a blocking thread and records it (`snapshot::write` lets one writer
@@ -82,12 +89,13 @@ pub(crate) async fn write_snapshot(
     tracker: &Arc<Tracker>,
     state: &DaemonState,
     path: &Path,
+    connection_id_key: [u8; 16],
     why: &'static str,
 ) -> Result<snapshot::WriteReport, SnapshotError> {
     let (t, p) = (Arc::clone(tracker), path.to_path_buf());
     let joined = tokio::task::spawn_blocking(move || {
         let t0 = Instant::now();
-        (snapshot::write(&t, &p), t0.elapsed())
+        (snapshot::write(&t, &p, connection_id_key), t0.elapsed())
     })
     .await;
     let (result, took) = match joined {
@@ -164,14 +172,20 @@ async fn sweep_job(tracker: Arc<Tracker>, state: Arc<DaemonState>, secs: u32) {
 }
 
 /// Writes a snapshot every `secs` seconds.
-async fn snapshot_job(tracker: Arc<Tracker>, state: Arc<DaemonState>, path: PathBuf, secs: u32) {
+async fn snapshot_job(
+    tracker: Arc<Tracker>,
+    state: Arc<DaemonState>,
+    path: PathBuf,
+    secs: u32,
+    connection_id_key: [u8; 16],
+) {
     let period = Duration::from_secs(u64::from(secs.max(1)));
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         // Failures are logged and counted in the metrics; the next period tries again.
-        let _ = write_snapshot(&tracker, &state, &path, "periodic").await;
+        let _ = write_snapshot(&tracker, &state, &path, connection_id_key, "periodic").await;
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) struct Listeners {
     pub(crate) admin: Vec<SocketAddr>,
     /// Bound UDP tracker addresses.
     pub(crate) udp: Vec<SocketAddr>,
+    /// The key UDP connection ids are signed with (`udp.connection_id_key` if configured, else
+    /// the one given to [`Listeners::start`]): what snapshots keep.
+    pub(crate) connection_id_key: [u8; 16],
     tasks: JoinSet<anyhow::Result<()>>,
     shutdown: watch::Sender<bool>,
     udp_stop: StopFlag,
@@ -56,12 +59,14 @@ impl Listeners {
         config: &Config,
         tracker: &Arc<Tracker>,
         admin_ctx: &Arc<AdminContext>,
+        connection_id_key: [u8; 16],
     ) -> anyhow::Result<Self> {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut l = Listeners {
             http: Vec::new(),
             admin: Vec::new(),
             udp: Vec::new(),
+            connection_id_key,
             tasks: JoinSet::new(),
             shutdown,
             udp_stop: StopFlag(Arc::new(AtomicBool::new(false))),
@@ -107,10 +112,15 @@ impl Listeners {
             ..config.udp.clone()
         };
         if !udp_config.bind.is_empty() {
-            let server =
-                UdpServer::start(Arc::clone(tracker), &udp_config, Arc::clone(&l.udp_stop.0))
-                    .context("starting the UDP tracker ([udp])")?;
+            let server = UdpServer::start(
+                Arc::clone(tracker),
+                &udp_config,
+                connection_id_key,
+                Arc::clone(&l.udp_stop.0),
+            )
+            .context("starting the UDP tracker ([udp])")?;
             l.udp = server.local_addrs();
+            l.connection_id_key = server.connection_id_key();
             l.tasks.spawn(async move {
                 match tokio::task::spawn_blocking(move || server.join()).await {
                     Ok(r) => r.context("the UDP tracker failed"),

@@ -210,6 +210,11 @@ impl Daemon {
 pub(super) fn udp_connect(addr: SocketAddr) -> u64 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    connect_on(&s, addr)
+}
+
+/// A BEP 15 connect from `s`: returns the connection id.
+fn connect_on(s: &UdpSocket, addr: SocketAddr) -> u64 {
     let mut req = Vec::with_capacity(16);
     req.extend_from_slice(&0x0417_2710_1980u64.to_be_bytes());
     req.extend_from_slice(&0u32.to_be_bytes());
@@ -514,12 +519,32 @@ fn restart_keeps_swarms_and_the_api_needs_the_token() {
     );
 
     announce(d.http, &HASH, b"-MT0001-seeder000001", 6881, 0);
+    // A UDP client connects before the restart and keeps its id.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let cid = connect_on(&udp, d.udp);
     d.signal("INT");
     assert_eq!(d.wait_exit().code(), Some(0));
     drop(d);
 
-    // Same state directory: the seeder is still there for a new leecher.
+    // Same state directory: the seeder is still there for a new leecher...
     let d = Daemon::start(dir.path(), &cfg);
+    // ...and the connection id issued before the restart is still valid (the snapshot kept the
+    // key it is signed with): a scrape with it is answered with counts, not an error.
+    let mut scrape = cid.to_be_bytes().to_vec();
+    scrape.extend_from_slice(&2u32.to_be_bytes());
+    scrape.extend_from_slice(&[7, 7, 7, 7]);
+    scrape.extend_from_slice(&HASH);
+    udp.send_to(&scrape, d.udp).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..4],
+        &2u32.to_be_bytes(),
+        "a scrape reply, not an error"
+    );
+    assert_eq!(n, 20);
+    assert_eq!(&buf[8..12], &1u32.to_be_bytes(), "one seeder");
     let reply = announce(d.http, &HASH, b"-MT0001-leecher00001", 6882, 500);
     assert_eq!(
         int(dict_get(&reply, "complete")),

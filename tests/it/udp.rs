@@ -23,6 +23,11 @@ struct Server {
 
 impl Server {
     fn start(tracker: Arc<Tracker>, bind: &[&str], workers: usize) -> Self {
+        Self::start_with_key(tracker, bind, workers, rand::random())
+    }
+
+    /// Same, signing connection ids with `key` (as the daemon does with a restored one).
+    fn start_with_key(tracker: Arc<Tracker>, bind: &[&str], workers: usize, key: [u8; 16]) -> Self {
         let config = UdpConfig {
             bind: bind.iter().map(|a| a.parse().unwrap()).collect(),
             workers,
@@ -33,7 +38,8 @@ impl Server {
             ..UdpConfig::default()
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let server = UdpServer::start(Arc::clone(&tracker), &config, Arc::clone(&stop)).unwrap();
+        let server =
+            UdpServer::start(Arc::clone(&tracker), &config, key, Arc::clone(&stop)).unwrap();
         let addrs = server.local_addrs();
         Self {
             tracker,
@@ -491,20 +497,18 @@ fn restart_with_snapshot_keeps_issued_connection_ids_valid() {
     let c = Client::new(s.addrs[0]);
     let cid = c.connect();
     peers_of(c.announce_with(cid, |r| r.left = 0, b""));
+    let key = s.server.as_ref().unwrap().connection_id_key();
     let t1 = s.stop();
-    tracker_core::snapshot::write(&t1, &path).unwrap();
+    tracker_core::snapshot::write(&t1, &path, key).unwrap();
     let t2 = Arc::new(Tracker::new(CoreConfig::default()));
-    assert_ne!(t2.connection_id_key(), t1.connection_id_key());
     let restored = tracker_core::snapshot::restore(&t2, &path);
     let _ = std::fs::remove_file(&path);
-    assert!(
-        matches!(
-            restored,
-            Ok(tracker_core::snapshot::RestoreOutcome::Loaded(_))
-        ),
-        "{restored:?}"
-    );
-    let s2 = Server::start(t2, &["127.0.0.1:0"], 1);
+    let kept = match restored {
+        Ok(tracker_core::snapshot::RestoreOutcome::Loaded(r)) => r.connection_id_key,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(kept, Some(key));
+    let s2 = Server::start_with_key(t2, &["127.0.0.1:0"], 1, key);
     let c2 = Client::new(s2.addrs[0]);
     // The id issued by the first server is accepted by the second, and the swarm came back.
     let (seeders, leechers, peers) = peers_of(c2.announce_with(cid, |r| r.port = 6999, b""));
@@ -526,9 +530,22 @@ fn configured_key_is_shared_by_instances_and_bad_config_is_refused() {
     let stop = Arc::new(AtomicBool::new(false));
     let t1 = Arc::new(Tracker::new(CoreConfig::default()));
     let t2 = Arc::new(Tracker::new(CoreConfig::default()));
-    let a = UdpServer::start(Arc::clone(&t1), &cfg("127.0.0.1:0"), Arc::clone(&stop)).unwrap();
-    let b = UdpServer::start(Arc::clone(&t2), &cfg("127.0.0.1:0"), Arc::clone(&stop)).unwrap();
-    assert_eq!(t1.connection_id_key()[15], 15);
+    // Two different start keys: the configured one wins on both.
+    let a = UdpServer::start(
+        Arc::clone(&t1),
+        &cfg("127.0.0.1:0"),
+        [1; 16],
+        Arc::clone(&stop),
+    )
+    .unwrap();
+    let b = UdpServer::start(
+        Arc::clone(&t2),
+        &cfg("127.0.0.1:0"),
+        [2; 16],
+        Arc::clone(&stop),
+    )
+    .unwrap();
+    assert_eq!(a.connection_id_key()[15], 15);
     let cid = Client::new(a.local_addrs()[0]).connect();
     peers_of(Client::new(b.local_addrs()[0]).announce_with(cid, |_| {}, b""));
     stop.store(true, Ordering::Relaxed);
@@ -538,7 +555,7 @@ fn configured_key_is_shared_by_instances_and_bad_config_is_refused() {
         connection_id_key: "nothex".into(),
         ..cfg("127.0.0.1:0")
     };
-    let err = UdpServer::start(t1, &bad, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = UdpServer::start(t1, &bad, [0; 16], Arc::new(AtomicBool::new(false))).unwrap_err();
     assert!(err.to_string().contains("connection_id_key"), "{err}");
 }
 

@@ -113,6 +113,8 @@ pub struct LoadReport {
     pub peers: usize,
     /// Peers dropped because they had expired (or did not fit the limits).
     pub dropped: usize,
+    /// The UDP connection-id key the file kept (the UDP crate's; the tracker does not hold it).
+    pub connection_id_key: Option<[u8; 16]>,
 }
 
 /// What starting from a snapshot file came to.
@@ -204,12 +206,19 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// any failure the temp file is removed and `path` is left as it was.
 /// Concurrent calls on one tracker (a periodic and the final snapshot) take turns, since they
 /// share the temp file.
-pub fn write(tracker: &Tracker, path: &Path) -> Result<WriteReport, SnapshotError> {
+///
+/// `connection_id_key` is the UDP connection-id key, kept so that ids issued before a restart
+/// stay valid after it.
+pub fn write(
+    tracker: &Tracker,
+    path: &Path,
+    connection_id_key: [u8; 16],
+) -> Result<WriteReport, SnapshotError> {
     let _one_writer = tracker
         .snapshot_write
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let written = write_temp(tracker, path).and_then(|(tmp, report)| {
+    let written = write_temp(tracker, path, connection_id_key).and_then(|(tmp, report)| {
         fs::rename(&tmp, path)
             .map(|()| report)
             .map_err(io_err(path))
@@ -228,6 +237,7 @@ pub fn write(tracker: &Tracker, path: &Path) -> Result<WriteReport, SnapshotErro
 pub(crate) fn write_temp(
     tracker: &Tracker,
     path: &Path,
+    connection_id_key: [u8; 16],
 ) -> Result<(PathBuf, WriteReport), SnapshotError> {
     let now = tracker.clock().now();
     let tmp = tmp_path(path);
@@ -236,7 +246,7 @@ pub(crate) fn write_temp(
     let mut report = WriteReport::default();
 
     let written_at = rfc3339(u64::from(now));
-    let key = hex::encode(tracker.connection_id_key());
+    let key = hex::encode(connection_id_key);
     let access = tracker.access().state();
     let header = Header {
         format: FORMAT_VERSION,
@@ -394,10 +404,8 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 }
             }
         }
-        let report = report.ok_or_else(|| de::Error::missing_field("torrents"))?;
-        if let Some(k) = key {
-            self.tracker.set_connection_id_key(k);
-        }
+        let mut report = report.ok_or_else(|| de::Error::missing_field("torrents"))?;
+        report.connection_id_key = key;
         if let Some(a) = access {
             self.tracker.access().restore_state(a);
         }
@@ -527,6 +535,9 @@ pub fn restore(tracker: &Tracker, path: &Path) -> Result<RestoreOutcome, Snapsho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The connection-id key the tests' snapshots keep.
+    const KEY: [u8; 16] = [0x4b; 16];
     use crate::swarm::{CompactPeers, v4, v6};
     use crate::{AnnounceRequest, Clock, CoreConfig, Event, IndexQuery};
 
@@ -628,7 +639,6 @@ mod tests {
             out.push(format!("{peers:?}"));
         }
         out.push(format!("{:?}", t.index_list(&IndexQuery::default(), now)));
-        out.push(format!("{:?}", t.connection_id_key()));
         out.push(format!("{:?}", t.access().state()));
         out.push(format!(
             "alias {:?}",
@@ -644,14 +654,14 @@ mod tests {
         let path = dir.path().join("snap.json");
         let a = tracker();
         populate(&a);
-        let w = write(&a, &path).unwrap();
+        let w = write(&a, &path, KEY).unwrap();
         assert_eq!(w.torrents, 31);
         assert!(!tmp_path(&path).exists());
 
         let b = tracker();
-        assert_ne!(a.connection_id_key(), b.connection_id_key());
         let r = load(&b, &path).unwrap();
         assert_eq!((r.torrents, r.peers, r.dropped), (31, w.peers, 0));
+        assert_eq!(r.connection_id_key, Some(KEY));
         assert_eq!(observe(&a), observe(&b));
     }
 
@@ -663,7 +673,7 @@ mod tests {
         ann(&a, 1, v4(10, 0, 0, 1), 1, 5, Event::Started);
         a.clock().advance(1000);
         ann(&a, 1, v4(10, 0, 0, 2), 2, 5, Event::Started);
-        write(&a, &path).unwrap();
+        write(&a, &path, KEY).unwrap();
         // Down for long enough that the first peer (timeout 2700 s, 1000 s old) expires.
         let b = tracker();
         b.clock().set(T0 + 1000 + 1800);
@@ -681,13 +691,12 @@ mod tests {
         let good = dir.path().join("good.json");
         let a = tracker();
         populate(&a);
-        write(&a, &good).unwrap();
+        write(&a, &good, KEY).unwrap();
         let bytes = fs::read(&good).unwrap();
         for tenth in 0..10 {
             let path = dir.path().join(format!("cut{tenth}.json"));
             fs::write(&path, &bytes[..bytes.len() * tenth / 10]).unwrap();
             let b = tracker();
-            let key = b.connection_id_key();
             match restore(&b, &path).unwrap() {
                 RestoreOutcome::MovedAside { moved_to, error } => {
                     assert!(moved_to.exists(), "{tenth}: moved file must exist");
@@ -698,11 +707,6 @@ mod tests {
             }
             assert_eq!(b.torrent_count(), 0, "{tenth}0%");
             assert_eq!(b.peer_counts(b.clock().now()).total(), 0);
-            assert_eq!(
-                b.connection_id_key(),
-                key,
-                "a torn file must not change the key"
-            );
         }
     }
 
@@ -712,12 +716,15 @@ mod tests {
         let path = dir.path().join("snap.json");
         let a = tracker();
         populate(&a);
-        write(&a, &path).unwrap();
+        write(&a, &path, KEY).unwrap();
         let before = std::fs::read(&path).unwrap();
         // The temp file is a link to /dev/full: every write fails with ENOSPC, as on a full disk.
         std::os::unix::fs::symlink("/dev/full", tmp_path(&path)).unwrap();
         ann(&a, 78, v4(10, 9, 9, 8), 1, 1, Event::Started);
-        assert!(matches!(write(&a, &path), Err(SnapshotError::Io { .. })));
+        assert!(matches!(
+            write(&a, &path, KEY),
+            Err(SnapshotError::Io { .. })
+        ));
         assert!(
             std::fs::symlink_metadata(tmp_path(&path)).is_err(),
             "temp file left behind"
@@ -727,7 +734,7 @@ mod tests {
         let dir_path = dir.path().join("is_a_dir");
         std::fs::create_dir(&dir_path).unwrap();
         std::fs::write(dir_path.join("x"), b"x").unwrap();
-        assert!(write(&a, &dir_path).is_err());
+        assert!(write(&a, &dir_path, KEY).is_err());
         assert!(
             !tmp_path(&dir_path).exists(),
             "temp file left behind after a failed rename"
@@ -740,23 +747,25 @@ mod tests {
         let path = dir.path().join("snap.json");
         let a = tracker();
         populate(&a);
-        write(&a, &path).unwrap();
+        write(&a, &path, KEY).unwrap();
         let before = observe(&a);
         // More state, then a "crash" after the temp file is complete but before the rename.
         for port in 1..50 {
             ann(&a, 77, v4(10, 9, 9, 9), port, 1, Event::Started);
         }
-        let (tmp, _) = write_temp(&a, &path).unwrap();
+        let (tmp, _) = write_temp(&a, &path, KEY).unwrap();
         assert!(tmp.exists());
         let b = tracker();
-        b.set_connection_id_key(a.connection_id_key());
         assert!(matches!(
             restore(&b, &path).unwrap(),
-            RestoreOutcome::Loaded(_)
+            RestoreOutcome::Loaded(LoadReport {
+                connection_id_key: Some(KEY),
+                ..
+            })
         ));
         assert_eq!(observe(&b), before);
         // The next write replaces the stale temp file.
-        write(&a, &path).unwrap();
+        write(&a, &path, KEY).unwrap();
         assert!(!tmp.exists());
     }
 
@@ -770,14 +779,13 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..10 {
-                        write(&a, &path).unwrap();
+                        write(&a, &path, KEY).unwrap();
                     }
                 });
             }
         });
         let b = tracker();
-        load(&b, &path).unwrap();
-        b.set_connection_id_key(a.connection_id_key());
+        assert_eq!(load(&b, &path).unwrap().connection_id_key, Some(KEY));
         assert_eq!(observe(&a), observe(&b));
     }
 

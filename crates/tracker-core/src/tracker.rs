@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 use dashmap::mapref::entry::Entry;
 use dashmap::{DashMap, SharedValue};
-use rand::Rng;
 
 use crate::access::{Access, AccessError};
 use crate::clock::Clock;
@@ -290,7 +289,6 @@ pub struct Tracker {
     torrents: AtomicUsize,
     clock: Clock,
     stats: Stats,
-    connection_id_key: Mutex<[u8; 16]>,
     /// Held by `snapshot::write` for a whole write: every writer uses the same `<path>.tmp`.
     pub(crate) snapshot_write: Mutex<()>,
     access: Access,
@@ -363,7 +361,6 @@ impl Tracker {
             torrents: AtomicUsize::new(0),
             clock,
             stats: Stats::default(),
-            connection_id_key: Mutex::new(rand::rng().random()),
             snapshot_write: Mutex::new(()),
             hints,
         }
@@ -411,22 +408,6 @@ impl Tracker {
     /// The statistics registry.
     pub fn stats(&self) -> &Stats {
         &self.stats
-    }
-
-    /// The key UDP connection ids are signed with (random at start, or restored, or configured).
-    pub fn connection_id_key(&self) -> [u8; 16] {
-        *self
-            .connection_id_key
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Replaces the connection-id key (config or snapshot).
-    pub fn set_connection_id_key(&self, key: [u8; 16]) {
-        *self
-            .connection_id_key
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = key;
     }
 
     /// Torrents held (with peers, or indexed).

@@ -33,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = UdpServer::start(
         Arc::clone(&tracker),
         &config,
+        rand::random(),
         Arc::new(AtomicBool::new(false)),
     )?;
     eprintln!("udp_server on {:?}", server.local_addrs());

@@ -17,25 +17,26 @@ use crate::worker::{self, WorkerSettings};
 #[derive(Debug)]
 pub struct UdpServer {
     addrs: Vec<SocketAddr>,
+    key: [u8; 16],
     threads: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
 impl UdpServer {
     /// Validates `config`, binds every socket, and starts the workers.
     ///
-    /// A configured `connection_id_key` replaces the tracker's key (so it is also what the next
-    /// snapshot keeps); otherwise the tracker's key (random, or restored from a snapshot) is
-    /// used. Port 0 works: the first socket of each address binds it and the other workers bind
-    /// the port it got, with `SO_REUSEPORT`. Workers stop within `read_timeout_ms` of `shutdown`
-    /// becoming true.
+    /// Connection ids are signed with `key` (random at a first start, else the one the
+    /// snapshot kept), unless the config names a `connection_id_key`, which wins;
+    /// [`UdpServer::connection_id_key`] says which one is in use, for the next snapshot. Port 0
+    /// works: the first socket of each address binds it and the other workers bind the port it
+    /// got, with `SO_REUSEPORT`. Workers stop within `read_timeout_ms` of `shutdown` becoming
+    /// true.
     pub fn start(
         tracker: Arc<Tracker>,
         config: &UdpConfig,
+        key: [u8; 16],
         shutdown: Arc<AtomicBool>,
     ) -> Result<UdpServer, UdpError> {
-        if let Some(key) = config.validate()? {
-            tracker.set_connection_id_key(key);
-        }
+        let key = config.validate()?.unwrap_or(key);
         let workers = config.effective_workers();
         let mut sockets: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::with_capacity(config.bind.len());
@@ -53,7 +54,7 @@ impl UdpServer {
                 per_worker.push(s);
             }
         }
-        let settings = WorkerSettings::from_config(config);
+        let settings = WorkerSettings::from_config(config, key);
         let mut threads = Vec::with_capacity(workers);
         if !config.bind.is_empty() {
             for (i, socks) in sockets.into_iter().enumerate() {
@@ -80,7 +81,16 @@ impl UdpServer {
             }
         }
         tracing::info!(addrs = ?addrs, workers = threads.len(), "UDP tracker listening");
-        Ok(UdpServer { addrs, threads })
+        Ok(UdpServer {
+            addrs,
+            key,
+            threads,
+        })
+    }
+
+    /// The key connection ids are signed with (what a snapshot should keep).
+    pub fn connection_id_key(&self) -> [u8; 16] {
+        self.key
     }
 
     /// The addresses actually bound, one per `bind` entry, in order (with real ports).

@@ -23,11 +23,13 @@ pub(crate) struct WorkerSettings {
     lifetime: u32,
     max_v4: u32,
     max_v6: u32,
+    key: [u8; 16],
 }
 
 impl WorkerSettings {
-    pub(crate) fn from_config(c: &UdpConfig) -> Self {
+    pub(crate) fn from_config(c: &UdpConfig, key: [u8; 16]) -> Self {
         Self {
+            key,
             batch_size: c.batch_size,
             read_timeout_ms: c.read_timeout_ms,
             lifetime: c.connection_id_lifetime_secs,
@@ -45,8 +47,7 @@ pub(crate) fn run(
     shutdown: &AtomicBool,
 ) -> std::io::Result<()> {
     let counters = tracker.stats().register(Protocol::Udp);
-    // The key is read once: the daemon restores the snapshot (and its key) before starting us.
-    let validator = ConnectionValidator::new(tracker.connection_id_key(), s.lifetime);
+    let validator = ConnectionValidator::new(s.key, s.lifetime);
     let mut handler = Handler::new(Arc::clone(tracker), validator, s.max_v4, s.max_v6);
     let mut batch = sys::Batch::new(s.batch_size, MAX_REQUEST_LEN, handler.reply_capacity());
     let mut waiter = sys::Waiter::new(sockets);
