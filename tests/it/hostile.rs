@@ -129,6 +129,18 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     false
 }
 
+/// Sends `\r\n` every 200 ms until the server closes the connection: how long that took, or
+/// `None` if it was still open after 5 s.
+fn crlf_until_closed(s: &mut TcpStream) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if s.write_all(b"\r\n").is_err() || closed_within(s, Duration::from_millis(200)) {
+            return Some(t0.elapsed());
+        }
+    }
+    None
+}
+
 #[test]
 fn blank_lines_never_hold_a_connection_past_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,19 +148,7 @@ fn blank_lines_never_hold_a_connection_past_the_header_timeout() {
     let d = Daemon::start(dir.path(), &hostile_config(dir.path(), http, ""));
     // From the accept: only CRLFs, one every 200 ms.
     let mut s = TcpStream::connect(d.http).unwrap();
-    let t0 = Instant::now();
-    let mut closed = false;
-    while t0.elapsed() < Duration::from_secs(5) {
-        if s.write_all(b"\r\n").is_err() || closed_within(&mut s, Duration::from_millis(200)) {
-            closed = true;
-            break;
-        }
-    }
-    let took = t0.elapsed();
-    assert!(
-        closed,
-        "a CRLF-only connection was still open after {took:?}"
-    );
+    let took = crlf_until_closed(&mut s).expect("a CRLF-only connection was still open after 5 s");
     assert!(took < Duration::from_millis(2000), "{took:?}");
     // After a served request: the clock runs from the first CRLF, and CRLFs do not restart it.
     let mut s = TcpStream::connect(d.http).unwrap();
@@ -162,19 +162,8 @@ fn blank_lines_never_hold_a_connection_past_the_header_timeout() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert!(s.read(&mut buf).unwrap() > 0, "answered");
     std::thread::sleep(Duration::from_millis(1500));
-    let t0 = Instant::now();
-    let mut closed = false;
-    while t0.elapsed() < Duration::from_secs(5) {
-        if s.write_all(b"\r\n").is_err() || closed_within(&mut s, Duration::from_millis(200)) {
-            closed = true;
-            break;
-        }
-    }
-    assert!(
-        closed && t0.elapsed() < Duration::from_millis(2000),
-        "{:?}",
-        t0.elapsed()
-    );
+    let took = crlf_until_closed(&mut s).expect("still open after 5 s of CRLFs");
+    assert!(took < Duration::from_millis(2000), "{took:?}");
     let m = metrics(d.admin);
     let timed_out = sample(
         &m,
