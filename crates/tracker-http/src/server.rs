@@ -20,12 +20,12 @@
 //!   `min(header, idle)` timeout per connection), not per request. A response write that
 //!   cannot proceed (the client stopped reading) is cut by the same deadline.
 //!
-//! Connection slots: at most `max_connections` at once (a permit is taken before accepting),
-//! and at most `max_connections_per_ip` from one client address (IPv4 /32, IPv6 the limiter's
-//! prefix; trusted proxies exempt): one more is accepted and closed at once, so one address
-//! cannot hold the listener hostage. Together with the header timeout from the accept, an
-//! attacker with few addresses holds few slots, and one with many addresses holds each slot
-//! for `header_read_timeout_ms` at most.
+//! Connection slots (`crate::slots`): at most `max_connections` at once, and at most
+//! `max_connections_per_ip` from one client address (IPv4 /32, IPv6 the limiter's prefix;
+//! trusted proxies exempt): one more from that address is accepted and closed at once. When all
+//! `max_connections` are taken, the client just accepted makes the oldest connection that is
+//! waiting for a request close. Together with the header timeout from the accept, an attacker
+//! holds few slots, each for `header_read_timeout_ms` at most, and never locks a client out.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
