@@ -441,6 +441,32 @@ mod tests {
     use std::time::Instant;
     use tracker_core::{CoreConfig, Counters, Protocol};
 
+    /// Every counter the core declares reaches `/metrics`: one set alone (on a UDP and an HTTP
+    /// block) to a value nothing else has must show up as a sample. Fails when a counter is
+    /// added to the list in `stats.rs` but not rendered here.
+    #[test]
+    fn every_declared_counter_is_exported() {
+        let names: Vec<&str> = Counters::default()
+            .named()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert!(names.len() >= 19, "{names:?}");
+        for name in names {
+            let t = Tracker::new(CoreConfig::default());
+            for p in [Protocol::Udp, Protocol::Http] {
+                let block = t.stats().register(p);
+                let (_, counter) = block.named().into_iter().find(|(n, _)| *n == name).unwrap();
+                Counters::add(counter, 7_777_777);
+            }
+            let text = render(&t, &DaemonState::new(Instant::now()));
+            assert!(
+                text.lines().any(|l| l.ends_with(" 7777777")),
+                "counter `{name}` is not exported by /metrics"
+            );
+        }
+    }
+
     #[test]
     fn renders_counters_and_every_line_is_well_formed() {
         let t = Tracker::new(CoreConfig::default());

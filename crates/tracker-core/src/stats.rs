@@ -35,6 +35,12 @@ macro_rules! counters {
             fn add_to(&self, v: &mut CounterValues) {
                 $(v.$field += self.$field.load(Ordering::Relaxed);)*
             }
+
+            /// Every counter with its field name, in declaration order (for checks that each
+            /// one is exported, and for tools).
+            pub fn named(&self) -> Vec<(&'static str, &AtomicU64)> {
+                vec![$((stringify!($field), &self.$field),)*]
+            }
         }
 
         impl LocalCounts {
