@@ -276,7 +276,11 @@ fn tree_size(v: &Value, depth: usize) -> Result<u64, TorrentFileError> {
         ));
     };
     let mut total = 0u64;
-    for (k, child) in d {
+    // In key order, as bencode writes them: a `HashMap` walk would make the error of a tree
+    // with several problems depend on the map's random seed (found by the fuzz target).
+    let mut children: Vec<_> = d.iter().collect();
+    children.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (k, child) in children {
         if k.is_empty() {
             let Value::Dict(leaf) = child else {
                 return Err(TorrentFileError::Shape(
@@ -420,6 +424,24 @@ mod tests {
         ]
         .concat();
         assert_eq!(parse(&file), Err(TorrentFileError::NotCanonical));
+    }
+
+    /// Found by the `torrent_file` fuzz target: a file tree with two bad nodes was refused with
+    /// one or the other error, by the random order of a `HashMap` walk.
+    #[test]
+    fn the_error_of_a_tree_with_several_problems_is_always_the_same() {
+        let info = b"d9:file treed1:ad0:d6:lengthi-1eee1:bi3ee12:meta versioni2e4:name1:a12:piece lengthi16384ee";
+        let file = [b"d4:info".as_slice(), info, b"e"].concat();
+        let first = parse(&file);
+        assert_eq!(
+            first,
+            Err(TorrentFileError::Shape(
+                "a file length is missing or negative"
+            ))
+        );
+        for _ in 0..200 {
+            assert_eq!(parse(&file), first);
+        }
     }
 
     #[test]
