@@ -73,11 +73,7 @@ impl Listeners {
         };
         let http_config = Arc::new(config.http.clone());
         for addr in usable_binds(&config.http.bind, "http.bind") {
-            let listener = bind_tcp(addr)
-                .with_context(|| format!("binding the HTTP tracker on {addr} (http.bind)"))?;
-            let local = listener
-                .local_addr()
-                .context("reading the HTTP listener address")?;
+            let (listener, local) = bind_named(addr, "the HTTP tracker", "http.bind")?;
             l.http.push(local);
             let mut rx = shutdown_rx.clone();
             let stop = async move {
@@ -89,23 +85,13 @@ impl Listeners {
                 Arc::clone(&http_config),
                 stop,
             );
-            l.tasks.spawn(async move {
-                fut.await
-                    .with_context(|| format!("the HTTP tracker on {local} failed"))
-            });
+            l.spawn_tcp("the HTTP tracker", local, fut);
         }
         for &addr in &config.admin.bind {
-            let listener = bind_tcp(addr)
-                .with_context(|| format!("binding the admin listener on {addr} (admin.bind)"))?;
-            let local = listener
-                .local_addr()
-                .context("reading the admin listener address")?;
+            let (listener, local) = bind_named(addr, "the admin listener", "admin.bind")?;
             l.admin.push(local);
             let fut = admin::serve(listener, Arc::clone(admin_ctx), shutdown_rx.clone());
-            l.tasks.spawn(async move {
-                fut.await
-                    .with_context(|| format!("the admin listener on {local} failed"))
-            });
+            l.spawn_tcp("the admin listener", local, fut);
         }
         let udp_config = tracker_udp::UdpConfig {
             bind: usable_binds(&config.udp.bind, "udp.bind"),
@@ -129,6 +115,20 @@ impl Listeners {
             });
         }
         Ok(l)
+    }
+
+    /// Runs one TCP listener's serve loop as a task; its error names `what` and `local`.
+    fn spawn_tcp(
+        &mut self,
+        what: &'static str,
+        local: SocketAddr,
+        serve: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    ) {
+        self.tasks.spawn(async move {
+            serve
+                .await
+                .with_context(|| format!("{what} on {local} failed"))
+        });
     }
 
     /// Resolves when a listener ends before [`Listeners::stop`]: always a failure. Never
@@ -203,6 +203,20 @@ fn ipv6_available() -> bool {
             Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
         ),
     }
+}
+
+/// Binds `addr` for `what` and reads back the bound address; errors name `option`.
+fn bind_named(
+    addr: SocketAddr,
+    what: &str,
+    option: &str,
+) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener =
+        bind_tcp(addr).with_context(|| format!("binding {what} on {addr} ({option})"))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("reading the address of {what}"))?;
+    Ok((listener, local))
 }
 
 /// A non-blocking TCP listener; IPv6 addresses are bound IPV6_V6ONLY so `0.0.0.0:p` and

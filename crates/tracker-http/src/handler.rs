@@ -156,12 +156,7 @@ impl Handler {
         if let Some((counter, why)) = refused {
             Counters::inc(counter);
             Counters::inc(&self.counters.errors);
-            let body = failure_body(&mut scratch.out, &why);
-            Counters::add(&self.counters.bytes_out, body.len() as u64);
-            return Reply {
-                status: StatusCode::OK,
-                body,
-            };
+            return self.ok(failure_body(&mut scratch.out, &why));
         }
         let route = route(path);
         if route == Route::NotFound {
@@ -207,6 +202,11 @@ impl Handler {
                 failure_body(&mut scratch.out, &e)
             }
         };
+        self.ok(body)
+    }
+
+    /// A `200` with a bencoded body (a reply or a failure reason), counted in `bytes_out`.
+    fn ok(&self, body: Bytes) -> Reply {
         Counters::add(&self.counters.bytes_out, body.len() as u64);
         Reply {
             status: StatusCode::OK,
