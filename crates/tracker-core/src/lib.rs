@@ -17,6 +17,7 @@ pub mod config;
 mod fast_rng;
 pub mod limits;
 mod prefetch;
+pub mod sink;
 pub mod snapshot;
 pub mod stats;
 pub mod swarm;
@@ -30,8 +31,9 @@ pub use access::{
 pub use clock::{Clock, unix_now};
 pub use config::CoreConfig;
 pub use limits::{Limiter, LimitsConfig, TableFill, Verdict};
+pub use sink::{CompactPeers, PeerSink, PeerView};
 pub use stats::{CounterValues, Counters, LocalCounts, Stats, StatsSnapshot};
-pub use swarm::{CompactPeers, IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored};
+pub use swarm::{IndexMeta, MAX_PEER_TIMEOUT, Stored};
 pub use tracker::{
     AnnounceError, AnnounceOutcome, AnnounceRequest, IndexError, IndexPage, IndexQuery, PeerCounts,
     PeerInfo, ReloadError, ReloadReport, ScrapeCounts, SortBy, SweepReport, TorrentDetail,

@@ -45,7 +45,8 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::swarm::{IndexMeta, PeerView, Swarm};
+use crate::sink::PeerView;
+use crate::swarm::{IndexMeta, Swarm};
 use crate::tracker::{Tracker, parse_rfc3339, rfc3339};
 use crate::types::{InfoHash, PeerId, PeerStatus};
 
@@ -538,7 +539,8 @@ mod tests {
 
     /// The connection-id key the tests' snapshots keep.
     const KEY: [u8; 16] = [0x4b; 16];
-    use crate::swarm::{CompactPeers, v4, v6};
+    use crate::sink::CompactPeers;
+    use crate::swarm::{v4, v6};
     use crate::{AnnounceRequest, Clock, CoreConfig, Event, IndexQuery};
 
     const T0: u32 = 1_800_000_000;

@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use dashmap::mapref::entry::Entry;
 
 use super::Tracker;
-use crate::swarm::{IndexMeta, PeerView, Swarm};
+use crate::sink::PeerView;
+use crate::swarm::{IndexMeta, Swarm};
 use crate::types::{InfoHash, PeerId, PeerStatus};
 
 /// Errors of the torrent index.

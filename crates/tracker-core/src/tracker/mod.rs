@@ -29,10 +29,9 @@ use crate::access::{Access, AccessError};
 use crate::clock::Clock;
 use crate::config::CoreConfig;
 use crate::limits::Limiter;
+use crate::sink::{PeerSink, PeerView};
 use crate::stats::Stats;
-use crate::swarm::{
-    IndexMeta, MAX_PEER_TIMEOUT, PeerSink, PeerView, Stored, Swarm, SwarmReply, Update,
-};
+use crate::swarm::{IndexMeta, MAX_PEER_TIMEOUT, Stored, Swarm, SwarmReply, Update};
 use crate::types::{Event, InfoHash, PeerId, canonical_ip};
 
 mod index;
@@ -468,7 +467,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::CompactPeers;
+    use crate::sink::CompactPeers;
 
     fn ih(n: u32) -> InfoHash {
         let mut b = [7u8; 20];

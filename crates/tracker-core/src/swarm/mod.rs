@@ -1,0 +1,644 @@
+//! One torrent's swarm: its peers per address family, counters and index entry.
+//!
+//! Where each part lives: this file holds the swarm record and the announce rules (insert,
+//! update, remove, completed counting, purge and re-basing); `peer.rs` the 28-byte record and its
+//! meta bits; `list.rs` the two list layouts and the view the rules change them through;
+//! `select.rs` which peers a reply gets. What protocol crates see of peers is [`crate::sink`].
+//!
+//! # Layout (why it looks like this)
+//!
+//! Most swarms are small (a handful of peers) and most peers are IPv4, so the common case is
+//! kept inline and tight; everything rarer sits behind one `Option<Box<SwarmExt>>`:
+//!
+//! ```text
+//! Swarm (40 bytes, stored in the map next to its 20-byte key: 64-byte entries)
+//!   v4: Box<[Peer<6>]>         up to 32 packed 28-byte records, exactly sized
+//!                              (larger IPv4 lists move to the extension, split, see below)
+//!   v4_seeders, downloaded, next_purge, epoch: u32
+//!   ext: Option<Box<SwarmExt>> IPv6 peers, large IPv4 lists, hash indexes of large lists,
+//!                              index entry (name, size)
+//!
+//! Peer<N> (N + 22 bytes, alignment 1, no padding)
+//!   addr [u8; N]    the compact wire form: IP octets then port big-endian (6 or 18 bytes);
+//!                   this is the peer's identity (DESIGN.md: (IP, port), never peer_id)
+//!   peer_id [u8; 20]
+//!   meta [u8; 2]    u16 LE: bit 15 seeder, bit 14 completed counted,
+//!                   bits 0-13 expiry as seconds after the swarm's `epoch`
+//! ```
+//!
+//! # Why a 14-bit relative expiry
+//!
+//! DESIGN.md budgets 40 bytes of resident memory per IPv4 peer. With a u32 expiry and a flags
+//! byte a record is 31 bytes, which glibc rounds to 32 per peer in a 10-peer swarm; with the map
+//! entry (~9 bytes per peer at 10 peers per torrent) that measured 43.5 bytes per peer. Storing
+//! the expiry as an offset from a per-swarm `epoch` in 14 bits and the two flags in the same u16
+//! makes the record 28 bytes. Every stored peer's expiry is in `(now, now + peer_timeout]` once
+//! expired peers are purged, and `peer_timeout` is at most [`MAX_PEER_TIMEOUT`] (8191 s), half
+//! the 14-bit range; when a new expiry would not fit, the swarm is re-based to `epoch = now`
+//! (one pass over its peers), which happens at most once per 8192 s per swarm.
+//!
+//! Lists in the extension are *split*: addresses and metas (what a reply reads, 8 bytes per
+//! IPv4 peer) in one array, peer ids in a parallel one, same bytes per peer in total. A compact
+//! reply of 30 IPv4 peers then reads 4 cache lines instead of 14 (see `Split`).
+//!
+//! A list with at most `INDEX_THRESHOLD` (64) peers is searched linearly (a few cache lines);
+//! a larger one gets a hash index `addr -> position` so that an update is O(1) however big the
+//! swarm is. Removal is `swap_remove` plus one index fix-up.
+//!
+//! # Expiry
+//!
+//! `next_purge` is a lower bound of every peer's expiry. Whenever the clock has reached it, the
+//! swarm is purged (expired peers dropped, counters recomputed) before it is read or changed,
+//! so counts and replies never depend on when the background sweep last ran. Read-only paths
+//! (scrape) that find `now >= next_purge` count live peers instead of trusting the counters.
+
+use std::net::IpAddr;
+#[cfg(test)]
+use std::net::Ipv4Addr;
+#[cfg(test)]
+use std::net::Ipv6Addr;
+
+use crate::sink::{PeerSink, PeerView};
+use crate::types::{Event, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6};
+
+mod list;
+mod peer;
+mod select;
+#[cfg(test)]
+mod tests;
+
+use list::{EXACT_GROWTH_UNTIL, Index, ListMut, ListRef, PeerList, PeerListMut, Split};
+pub use peer::MAX_PEER_TIMEOUT;
+use peer::{COMPLETED, OFFSET_MASK, Peer, SEEDER};
+use select::{Walk, pick_start, select_in};
+
+/// An indexed torrent's descriptive entry (the torrent index lives inside the swarm record, so
+/// that a whitelist check costs no extra lock on the announce path).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexMeta {
+    /// Display name.
+    pub name: String,
+    /// Total payload size in bytes.
+    pub size: u64,
+    /// When it was added, unix seconds.
+    pub added_at: u64,
+    /// For a hybrid v1+v2 torrent indexed under its v1 hash: its v2 hash truncated to 20 bytes,
+    /// which announces and scrapes resolve to the same swarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2: Option<crate::types::InfoHash>,
+    /// Added from a `.torrent` file in `[access] index_dir` (and removed when the file goes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_dir: bool,
+}
+
+/// Everything rarer than a small IPv4 list. Laid out by hand (`repr(C)`, cache-line aligned) so
+/// that an IPv4 announce in a large swarm touches three of its five lines: line 0 (the IPv4
+/// list and the IPv6 seeder count), line 1 (the IPv4 index) and line 2 (the IPv6 list's length,
+/// for the counts). With the compiler's order the same announce touched all five.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub(crate) struct SwarmExt {
+    /// The IPv4 list when it has more than `EXACT_GROWTH_UNTIL` peers (else `Swarm::v4`).
+    v4_large: Split<6>,
+    v6_seeders: u32,
+    /// Puts the index at the start of line 1 (`v4_large` is 48 bytes, `v6_seeders` 4).
+    _pad: [u8; 12],
+    v4_index: Option<Index<6>>,
+    v6: Split<18>,
+    v6_index: Option<Index<18>>,
+    pub(crate) meta: Option<IndexMeta>,
+}
+
+/// One torrent.
+#[derive(Debug)]
+pub(crate) struct Swarm {
+    /// The IPv4 list while it is small (exactly sized: no capacity word, no slack).
+    v4: Box<[Peer<6>]>,
+    v4_seeders: u32,
+    pub(crate) downloaded: u32,
+    /// A lower bound of every stored peer's expiry (unix seconds); `u32::MAX` when empty.
+    next_purge: u32,
+    /// Peers' expiries are stored as offsets from this (unix seconds).
+    epoch: u32,
+    pub(crate) ext: Option<Box<SwarmExt>>,
+}
+
+impl Default for Swarm {
+    fn default() -> Self {
+        Self {
+            v4: Box::default(),
+            v4_seeders: 0,
+            downloaded: 0,
+            next_purge: u32::MAX,
+            epoch: 0,
+            ext: None,
+        }
+    }
+}
+
+/// What an announce wants from the swarm, after validation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Update {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub peer_id: [u8; 20],
+    pub event: Event,
+    pub left: u64,
+    /// Unix seconds; at most `now + MAX_PEER_TIMEOUT`.
+    pub expiry: u32,
+    pub want: usize,
+    pub both_families: bool,
+    pub max_peers: usize,
+}
+
+/// What happened to the announcer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Inserted or updated.
+    Stored,
+    /// `stopped`: removed, or it was not there.
+    Removed,
+    /// Answered but not stored: the swarm is at `max_peers_per_swarm`.
+    SwarmFull,
+    /// Answered but not stored: the tracker is at `max_torrents`.
+    TorrentLimit,
+}
+
+/// Counts and peers written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SwarmReply {
+    pub seeders: u32,
+    pub leechers: u32,
+    pub downloaded: u32,
+    pub peers_v4: u32,
+    pub peers_v6: u32,
+}
+
+/// An operation on one family's list, run by `Swarm::with_v4` / `with_v6` on whichever layout
+/// holds the list (a closure cannot be generic over the layout; a trait method can).
+trait ListOp<const N: usize> {
+    type Out;
+    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out;
+}
+
+/// Announce: insert, update or remove the announcer (see [`apply`]).
+struct ApplyOp<'u, const N: usize> {
+    addr: [u8; N],
+    u: &'u Update,
+    offset: u16,
+    total: usize,
+}
+
+impl<const N: usize> ListOp<N> for ApplyOp<'_, N> {
+    type Out = (Stored, Option<usize>, bool, bool);
+    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
+        apply(l, self.addr, self.u, self.offset, self.total)
+    }
+}
+
+struct PurgeOp {
+    now: u32,
+    epoch: u32,
+}
+
+impl<const N: usize> ListOp<N> for PurgeOp {
+    type Out = (usize, u32);
+    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
+        l.purge(self.now, self.epoch)
+    }
+}
+
+struct RebaseOp {
+    old: u32,
+    new: u32,
+}
+
+impl<const N: usize> ListOp<N> for RebaseOp {
+    type Out = ();
+    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) {
+        l.rebase(self.old, self.new);
+    }
+}
+
+/// Snapshot restore: add a peer unless it is already there.
+struct PutOp<const N: usize> {
+    peer: Peer<N>,
+}
+
+impl<const N: usize> ListOp<N> for PutOp<N> {
+    type Out = bool;
+    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> bool {
+        if l.find(&self.peer.addr).is_some() {
+            return false;
+        }
+        l.push(self.peer);
+        true
+    }
+}
+
+/// Applies one announce to a list: insert, update or remove the announcer. `offset` is the
+/// announcer's new expiry relative to the swarm's epoch. Returns what happened, the announcer's
+/// position (to exclude it from the reply), whether it is a seeder now, and whether a completed
+/// download must be counted.
+fn apply<const N: usize, L: PeerListMut<N>>(
+    list: &mut ListMut<'_, N, L>,
+    addr: [u8; N],
+    u: &Update,
+    offset: u16,
+    total_peers: usize,
+) -> (Stored, Option<usize>, bool, bool) {
+    let seeder = u.left == 0;
+    let pos = list.find(&addr);
+    if u.event == Event::Stopped {
+        if let Some(pos) = pos {
+            list.remove(pos);
+        }
+        return (Stored::Removed, None, seeder, false);
+    }
+    let flags = if seeder { SEEDER } else { 0 };
+    match pos {
+        Some(pos) => {
+            let m = list.peers.meta(pos);
+            let was_seeder = m & SEEDER != 0;
+            let already = m & COMPLETED != 0;
+            // Counted once per peer per torrent: an explicit `completed` with left=0, or the
+            // first time a known leecher shows up as a seeder.
+            let count = !already && seeder && (u.event == Event::Completed || !was_seeder);
+            let flags = flags | if already || count { COMPLETED } else { 0 };
+            list.peers
+                .set(pos, u.peer_id, flags | offset.min(OFFSET_MASK));
+            match (was_seeder, seeder) {
+                (false, true) => *list.seeders += 1,
+                (true, false) => *list.seeders -= 1,
+                _ => {}
+            }
+            (Stored::Stored, Some(pos), seeder, count)
+        }
+        None => {
+            let count = seeder && u.event == Event::Completed;
+            if total_peers >= u.max_peers {
+                return (Stored::SwarmFull, None, seeder, count);
+            }
+            let mut peer = Peer {
+                addr,
+                peer_id: u.peer_id,
+                meta: [0; 2],
+            };
+            peer.set_meta(flags | if count { COMPLETED } else { 0 }, offset);
+            list.push(peer);
+            (Stored::Stored, Some(list.peers.len() - 1), seeder, count)
+        }
+    }
+}
+
+impl Swarm {
+    fn ext(&mut self) -> &mut SwarmExt {
+        self.ext.get_or_insert_with(Box::default)
+    }
+
+    /// Runs `op` on the IPv4 list, wherever it lives (packed in the inline exact-size box while
+    /// small, split in the extension when large), and puts it back in the right home and
+    /// layout afterwards (converting only when it crosses `EXACT_GROWTH_UNTIL`).
+    fn with_v4<O: ListOp<6>>(&mut self, op: O) -> O::Out {
+        if let Some(e) = self.ext.as_deref_mut()
+            && !e.v4_large.is_empty()
+        {
+            let r = op.run(&mut ListMut {
+                peers: &mut e.v4_large,
+                seeders: &mut self.v4_seeders,
+                index: &mut e.v4_index,
+            });
+            if e.v4_large.len() <= EXACT_GROWTH_UNTIL {
+                self.v4 = e.v4_large.to_packed();
+                e.v4_large = Split::default();
+                e.v4_index = None;
+            }
+            return r;
+        }
+        let mut peers = std::mem::take(&mut self.v4).into_vec();
+        // A list this small never has an index (INDEX_THRESHOLD is above EXACT_GROWTH_UNTIL).
+        let mut index = None;
+        let r = op.run(&mut ListMut {
+            peers: &mut peers,
+            seeders: &mut self.v4_seeders,
+            index: &mut index,
+        });
+        if peers.len() > EXACT_GROWTH_UNTIL {
+            let e = self.ext();
+            e.v4_large = Split::from_peers(&peers);
+            e.v4_index = index;
+        } else {
+            // No reallocation when the Vec is exactly full, which growth keeps it while small.
+            self.v4 = peers.into_boxed_slice();
+        }
+        r
+    }
+
+    fn v4(&self) -> ListRef<'_, 6> {
+        match self.ext.as_deref() {
+            Some(e) if !e.v4_large.is_empty() => ListRef::Split(&e.v4_large),
+            _ => ListRef::Packed(&self.v4),
+        }
+    }
+
+    /// Runs `op` on the IPv6 list, creating the extension if needed.
+    fn with_v6<O: ListOp<18>>(&mut self, op: O) -> O::Out {
+        let e = self.ext();
+        op.run(&mut ListMut {
+            peers: &mut e.v6,
+            seeders: &mut e.v6_seeders,
+            index: &mut e.v6_index,
+        })
+    }
+
+    fn v6(&self) -> ListRef<'_, 18> {
+        match self.ext.as_deref() {
+            Some(e) => ListRef::Split(&e.v6),
+            None => ListRef::Packed(&[]),
+        }
+    }
+
+    /// Number of peers stored (both families, live or not yet purged).
+    pub(crate) fn len(&self) -> usize {
+        self.v4().len() + self.v6().len()
+    }
+
+    /// Nothing worth keeping: no peers and no index entry. (Download counts of torrents that are
+    /// not indexed go with their last peer, as in every tracker that keeps memory bounded.)
+    pub(crate) fn is_disposable(&self) -> bool {
+        self.len() == 0 && self.meta().is_none()
+    }
+
+    pub(crate) fn meta(&self) -> Option<&IndexMeta> {
+        self.ext.as_ref().and_then(|e| e.meta.as_ref())
+    }
+
+    pub(crate) fn set_meta(&mut self, meta: Option<IndexMeta>) {
+        if meta.is_some() || self.ext.is_some() {
+            self.ext().meta = meta;
+        }
+        self.drop_empty_ext();
+    }
+
+    fn drop_empty_ext(&mut self) {
+        if let Some(e) = &self.ext {
+            if e.v6.is_empty() && e.meta.is_none() && e.v4_index.is_none() && e.v4_large.is_empty()
+            {
+                self.ext = None;
+            }
+        }
+    }
+
+    /// Purges expired peers if any may have expired. Returns the number removed. Afterwards
+    /// every stored peer's expiry is after `now`.
+    pub(crate) fn purge_if_due(&mut self, now: u32) -> usize {
+        if now < self.next_purge {
+            return 0;
+        }
+        let epoch = self.epoch;
+        let (r4, min4) = self.with_v4(PurgeOp { now, epoch });
+        let (r6, min6) = match self.ext.is_some() {
+            true => self.with_v6(PurgeOp { now, epoch }),
+            false => (0, u32::MAX),
+        };
+        self.next_purge = min4.min(min6);
+        self.drop_empty_ext();
+        r4 + r6
+    }
+
+    /// The offset of `expiry` from the epoch, re-basing the swarm first if it does not fit.
+    /// Call after [`Self::purge_if_due`], so that every stored peer is alive at `now`.
+    fn offset_for(&mut self, expiry: u32, now: u32) -> u16 {
+        if self.len() == 0 {
+            self.epoch = now;
+        } else if expiry < self.epoch || expiry - self.epoch > u32::from(OFFSET_MASK) {
+            let old = self.epoch;
+            self.with_v4(RebaseOp { old, new: now });
+            if self.ext.is_some() {
+                self.with_v6(RebaseOp { old, new: now });
+            }
+            self.epoch = now;
+        }
+        expiry
+            .saturating_sub(self.epoch)
+            .min(u32::from(OFFSET_MASK)) as u16
+    }
+
+    /// Shrinks lists that are far below their capacity (sweep only).
+    /// Only the extension's lists can have spare capacity: a small IPv4 list is an exactly
+    /// sized box, and every change goes through `with_v4`, which moves a large list that
+    /// shrank back inline.
+    pub(crate) fn maybe_shrink(&mut self) {
+        if let Some(e) = self.ext.as_deref_mut() {
+            e.v4_large.shrink_if_sparse();
+            e.v6.shrink_if_sparse();
+        }
+    }
+
+    /// Seeders and leechers that are alive at `now`, without changing anything.
+    pub(crate) fn live_counts(&self, now: u32) -> (u32, u32) {
+        let [(s4, l4), (s6, l6)] = self.live_counts_by_family(now);
+        (s4 + s6, l4 + l6)
+    }
+
+    /// Live (seeders, leechers) for IPv4 and IPv6: from the counters while no peer can have
+    /// expired, else by looking at each peer (without changing anything).
+    pub(crate) fn live_counts_by_family(&self, now: u32) -> [(u32, u32); 2] {
+        if now < self.next_purge {
+            let s4 = self.v4_seeders;
+            let s6 = self.ext.as_ref().map_or(0, |e| e.v6_seeders);
+            return [
+                (s4, self.v4().len() as u32 - s4),
+                (s6, self.v6().len() as u32 - s6),
+            ];
+        }
+        fn count<const N: usize>(peers: ListRef<'_, N>, now: u32, epoch: u32) -> (u32, u32) {
+            peers
+                .iter()
+                .filter(|p| p.alive(now, epoch))
+                .fold((0, 0), |(s, l), p| {
+                    if p.is_seeder() {
+                        (s + 1, l)
+                    } else {
+                        (s, l + 1)
+                    }
+                })
+        }
+        [
+            count(self.v4(), now, self.epoch),
+            count(self.v6(), now, self.epoch),
+        ]
+    }
+
+    /// Applies an announce and writes the selected peers. One call per announce, under the
+    /// one shard lock the caller holds.
+    pub(crate) fn announce(
+        &mut self,
+        u: &Update,
+        now: u32,
+        sink: &mut impl PeerSink,
+    ) -> (Stored, SwarmReply) {
+        // Expired peers go first, so counts and the reply never depend on sweep timing.
+        self.purge_if_due(now);
+        let total = self.len();
+        let offset = if u.event == Event::Stopped {
+            0
+        } else {
+            self.offset_for(u.expiry, now)
+        };
+        // The reply's walk over the announcer's own family starts at a position chosen now,
+        // from the list as it is before the announce (the announcer, if new, is appended after
+        // it and skipped anyway), and its first lines are requested before the announcer's own
+        // lookup, so both sets of misses overlap. A stopped announce gets no peers.
+        let own_start = match (u.event, u.ip) {
+            (Event::Stopped, _) => 0,
+            (_, IpAddr::V4(_)) => self.v4().start_window(u.want),
+            (_, IpAddr::V6(_)) => self.v6().start_window(u.want),
+        };
+        let (stored, own_pos, seeder, count, is_v4) = match u.ip {
+            IpAddr::V4(ip) => {
+                let addr = compact_v4(ip, u.port);
+                let (st, pos, seeder, count) = self.with_v4(ApplyOp {
+                    addr,
+                    u,
+                    offset,
+                    total,
+                });
+                (st, pos, seeder, count, true)
+            }
+            IpAddr::V6(_) if u.event == Event::Stopped && self.ext.is_none() => {
+                (Stored::Removed, None, u.left == 0, false, false)
+            }
+            IpAddr::V6(ip) => {
+                let addr = compact_v6(ip, u.port);
+                let (st, pos, seeder, count) = self.with_v6(ApplyOp {
+                    addr,
+                    u,
+                    offset,
+                    total,
+                });
+                (st, pos, seeder, count, false)
+            }
+        };
+        if count {
+            self.downloaded = self.downloaded.saturating_add(1);
+        }
+        if stored == Stored::Stored {
+            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
+        }
+        let (seeders, leechers) = self.live_counts(now);
+        let mut reply = SwarmReply {
+            seeders,
+            leechers,
+            downloaded: self.downloaded,
+            ..Default::default()
+        };
+        if stored == Stored::Removed {
+            self.drop_empty_ext();
+            return (stored, reply);
+        }
+        // Seeders get only leechers; leechers get both. Own family first, then (HTTP) the other.
+        let epoch = self.epoch;
+        let v4 = self.v4();
+        let v6 = self.v6();
+        // Written out per family (not through closures) so the sink stays a generic, not a
+        // `dyn`, and every push is inlined.
+        let walk = Walk {
+            start: own_start,
+            want: u.want,
+            skip: own_pos,
+            leechers_only: seeder,
+            with_ids: sink.wants_peer_ids(),
+            now,
+            epoch,
+        };
+        // The other family (HTTP only) gets what the own family left of `want`.
+        let other = |len: usize, taken: usize| Walk {
+            start: pick_start(len, u.want - taken),
+            want: u.want - taken,
+            skip: None,
+            ..walk
+        };
+        let (n4, n6);
+        if is_v4 {
+            n4 = select_in(v4, walk, |a, id| sink.push_v4(a, id));
+            n6 = match u.both_families {
+                true => select_in(v6, other(v6.len(), n4), |a, id| sink.push_v6(a, id)),
+                false => 0,
+            };
+        } else {
+            n6 = select_in(v6, walk, |a, id| sink.push_v6(a, id));
+            n4 = match u.both_families {
+                true => select_in(v4, other(v4.len(), n6), |a, id| sink.push_v4(a, id)),
+                false => 0,
+            };
+        }
+        reply.peers_v4 = n4 as u32;
+        reply.peers_v6 = n6 as u32;
+        (stored, reply)
+    }
+
+    /// Every stored live peer, IPv4 first.
+    pub(crate) fn peers(&self, now: u32) -> impl Iterator<Item = PeerView> + '_ {
+        let epoch = self.epoch;
+        let v4 = self
+            .v4()
+            .iter()
+            .filter(move |p| p.alive(now, epoch))
+            .map(move |p| p.view(epoch, socket_from_v4(&p.addr)));
+        let v6 = self
+            .v6()
+            .iter()
+            .filter(move |p| p.alive(now, epoch))
+            .map(move |p| p.view(epoch, socket_from_v6(&p.addr)));
+        v4.chain(v6)
+    }
+
+    /// Puts a peer back from a snapshot (no counting; limits still apply; the expiry is capped
+    /// at `now + MAX_PEER_TIMEOUT`). Returns whether it was stored.
+    pub(crate) fn restore(&mut self, p: &PeerView, now: u32, max_peers: usize) -> bool {
+        self.purge_if_due(now);
+        if self.len() >= max_peers || p.expiry <= now {
+            return false;
+        }
+        let expiry = p.expiry.min(now.saturating_add(MAX_PEER_TIMEOUT));
+        let flags = match p.status {
+            PeerStatus::Seeding => SEEDER,
+            PeerStatus::Leeching => 0,
+        } | if p.completed { COMPLETED } else { 0 };
+        let offset = self.offset_for(expiry, now);
+        let port = p.addr.port();
+        let meta = (flags | offset.min(OFFSET_MASK)).to_le_bytes();
+        let stored = match crate::types::canonical_ip(p.addr.ip()) {
+            IpAddr::V4(ip) => self.with_v4(PutOp {
+                peer: Peer {
+                    addr: compact_v4(ip, port),
+                    peer_id: p.peer_id.0,
+                    meta,
+                },
+            }),
+            IpAddr::V6(ip) => self.with_v6(PutOp {
+                peer: Peer {
+                    addr: compact_v6(ip, port),
+                    peer_id: p.peer_id.0,
+                    meta,
+                },
+            }),
+        };
+        if stored {
+            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
+        }
+        stored
+    }
+}
+
+/// Unused-address helpers kept for tests.
+#[cfg(test)]
+pub(crate) fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+#[cfg(test)]
+pub(crate) fn v6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+}
