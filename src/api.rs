@@ -330,7 +330,7 @@ mod tests {
             access: AccessConfig {
                 mode: AccessMode::Whitelist,
                 private: true,
-                passkey_secret: Some(b"s".to_vec()),
+                passkey_secret: "s".into(),
                 ..Default::default()
             },
             ..CoreConfig::default()

@@ -40,14 +40,14 @@ pub struct Config {
     pub http: tracker_http::HttpConfig,
     /// `[admin]`: the admin listener (metrics, health, API).
     pub admin: AdminConfig,
-    /// `[protocol]`: what clients are told.
-    pub protocol: ProtocolConfig,
-    /// `[swarm]`: the swarm store.
-    pub swarm: SwarmConfig,
+    /// `[protocol]`: what clients are told (tracker-core's own struct).
+    pub protocol: tracker_core::ProtocolConfig,
+    /// `[swarm]`: the swarm store (tracker-core's own struct).
+    pub swarm: tracker_core::SwarmConfig,
     /// `[snapshot]`: state kept across restarts.
     pub snapshot: SnapshotConfig,
-    /// `[access]`: who may use the tracker.
-    pub access: AccessConfig,
+    /// `[access]`: who may use the tracker (tracker-core's own struct).
+    pub access: tracker_core::AccessConfig,
     /// `[limits]`: per-address request rates and bans (tracker-core's own struct).
     pub limits: tracker_core::LimitsConfig,
     /// `[log]`: logging.
@@ -59,10 +59,9 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Addresses of the admin listener (`/metrics`, `/health`, `/api/*`). Empty disables it.
-    /// Default: `["127.0.0.1:7070"]`.
     pub bind: Vec<SocketAddr>,
-    /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled;
-    /// `/metrics` and `/health` never need it. Default: `""`.
+    /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`
+    /// and `/health` never need it.
     pub token: String,
 }
 
@@ -79,71 +78,8 @@ impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminConfig")
             .field("bind", &self.bind)
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("token", &tracker_core::config::redacted(&self.token))
             .finish()
-    }
-}
-
-/// `[protocol]`: announce intervals and peer counts told to clients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProtocolConfig {
-    /// Seconds between announces told to clients (`interval`), before jitter. Default: `1800`.
-    pub interval: u32,
-    /// `min interval` told to clients, in seconds; at most `interval`. Default: `900`.
-    pub min_interval: u32,
-    /// `interval` is drawn from `interval` +- this many percent (0 to 50). Default: `10`.
-    pub interval_jitter_percent: u32,
-    /// Peers returned when a client does not say how many it wants. Default: `50`.
-    pub default_numwant: u32,
-}
-
-impl Default for ProtocolConfig {
-    fn default() -> Self {
-        let c = tracker_core::CoreConfig::default();
-        Self {
-            interval: c.interval,
-            min_interval: c.min_interval,
-            interval_jitter_percent: c.interval_jitter_percent,
-            default_numwant: c.default_numwant,
-        }
-    }
-}
-
-/// `[swarm]`: the swarm store and expiry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SwarmConfig {
-    /// Independent locks in the swarm map, rounded up to a power of two. Default: `1024`.
-    pub shards: usize,
-    /// Most torrents kept at once. Default: `10000000`.
-    pub max_torrents: usize,
-    /// Most peers kept per torrent (both families). Default: `100000`.
-    pub max_peers_per_swarm: usize,
-    /// Seconds a peer stays after its last announce; more than `protocol.interval`, at most
-    /// 8191. Default: `2700`.
-    pub peer_timeout: u32,
-    /// Seconds between sweeps that drop expired peers and empty torrents. Default: `60`.
-    pub sweep_interval: u32,
-}
-
-impl Default for SwarmConfig {
-    fn default() -> Self {
-        let c = tracker_core::CoreConfig::default();
-        Self {
-            shards: c.shards,
-            max_torrents: c.max_torrents,
-            max_peers_per_swarm: c.max_peers_per_swarm,
-            peer_timeout: c.peer_timeout,
-            sweep_interval: 60,
-        }
     }
 }
 
@@ -151,12 +87,12 @@ impl Default for SwarmConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// Load a snapshot at start and write them. Default: `true`.
+    /// Load a snapshot at start and write them.
     pub enabled: bool,
     /// The snapshot file; relative paths are relative to the working directory (the unit's
-    /// `StateDirectory`). Default: `"mini-torrust.snapshot.json"`.
+    /// `StateDirectory`).
     pub path: PathBuf,
-    /// Seconds between periodic snapshots. Default: `300`.
+    /// Seconds between periodic snapshots.
     pub interval: u32,
 }
 
@@ -170,60 +106,14 @@ impl Default for SnapshotConfig {
     }
 }
 
-/// `[access]`: which torrents are tracked and who may announce.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AccessConfig {
-    /// Which torrents are tracked: `"open"` (all), `"whitelist"` (indexed torrents and the
-    /// allow list), `"blacklist"` (all but the deny list), `"both"` (whitelisted and not
-    /// denied). Default: `"open"`.
-    pub mode: tracker_core::AccessMode,
-    /// Private mode: announces and scrapes need a passkey (`/{passkey}/announce` over HTTP,
-    /// BEP 41 URL data `/{passkey}/announce` over UDP). Default: false
-    pub private: bool,
-    /// Allow-list file: one 40-character hex info hash per line, `#` comments. Re-read on
-    /// SIGHUP and `POST /api/access/reload`. Empty: none. Default: `""`
-    pub allow_file: String,
-    /// Deny-list file, same format. Default: `""`
-    pub deny_file: String,
-    /// Shared secret (at least 16 characters) for stateless passkeys that a site derives with
-    /// HMAC-SHA256 from a user id and a version. Empty: only stored passkeys. Default: `""`
-    pub passkey_secret: String,
-    /// A directory of `.torrent` files kept in the torrent index: read at start, on SIGHUP and
-    /// on `POST /api/access/reload`; new files are added, entries whose file is gone removed
-    /// (entries added through the API are never touched). Empty: none. Default: `""`
-    pub index_dir: String,
-}
-
-impl fmt::Debug for AccessConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessConfig")
-            .field("mode", &self.mode)
-            .field("private", &self.private)
-            .field("allow_file", &self.allow_file)
-            .field("deny_file", &self.deny_file)
-            .field(
-                "passkey_secret",
-                &if self.passkey_secret.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("index_dir", &self.index_dir)
-            .finish()
-    }
-}
-
 /// `[log]`: logging to stderr (the journal under systemd).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// Filter in `RUST_LOG` syntax, e.g. `"info"` or `"info,tracker_udp=debug"`. Reloaded on
-    /// SIGHUP. Default: `"info"`.
+    /// SIGHUP.
     pub filter: String,
     /// `"human"` (one readable line per event) or `"json"` (one JSON object per line).
-    /// Default: `"human"`.
     pub format: LogFormat,
 }
 
@@ -382,52 +272,7 @@ impl Config {
             p.push(e.to_string());
         }
         p.extend(self.http.validate().err().map(|e| e.to_string()));
-        p.extend(self.limits.validate());
-        let pr = &self.protocol;
-        if pr.interval == 0 {
-            p.push("protocol.interval must be at least 1 second".into());
-        }
-        if pr.min_interval == 0 {
-            p.push("protocol.min_interval must be at least 1 second".into());
-        }
-        if pr.min_interval > pr.interval {
-            p.push(format!(
-                "protocol.min_interval ({}) must not be greater than protocol.interval ({})",
-                pr.min_interval, pr.interval
-            ));
-        }
-        if pr.interval_jitter_percent > 50 {
-            p.push(format!(
-                "protocol.interval_jitter_percent ({}) must be 0 to 50",
-                pr.interval_jitter_percent
-            ));
-        }
-        let sw = &self.swarm;
-        if sw.shards == 0 || sw.shards > 1 << 20 {
-            p.push(format!("swarm.shards ({}) must be 1 to 1048576", sw.shards));
-        }
-        if sw.max_torrents == 0 {
-            p.push("swarm.max_torrents must be at least 1".into());
-        }
-        if sw.max_peers_per_swarm == 0 {
-            p.push("swarm.max_peers_per_swarm must be at least 1".into());
-        }
-        if sw.peer_timeout <= pr.interval {
-            p.push(format!(
-                "swarm.peer_timeout ({}) must be greater than protocol.interval ({}), or peers expire before they announce again",
-                sw.peer_timeout, pr.interval
-            ));
-        }
-        if sw.peer_timeout > tracker_core::MAX_PEER_TIMEOUT {
-            p.push(format!(
-                "swarm.peer_timeout ({}) must be at most {} seconds",
-                sw.peer_timeout,
-                tracker_core::MAX_PEER_TIMEOUT
-            ));
-        }
-        if sw.sweep_interval == 0 {
-            p.push("swarm.sweep_interval must be at least 1 second".into());
-        }
+        p.extend(self.to_core().validate());
         let tok = &self.admin.token;
         if !tok.is_empty()
             && (tok.len() < 16 || tok.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -439,25 +284,6 @@ impl Config {
                 "log.filter ({:?}) is not a valid filter: {e}",
                 self.log.filter
             ));
-        }
-        let ac = &self.access;
-        for (name, file) in [
-            ("access.allow_file", &ac.allow_file),
-            ("access.deny_file", &ac.deny_file),
-        ] {
-            if !file.is_empty() {
-                if let Err(e) = tracker_core::access::read_hex_file(std::path::Path::new(file)) {
-                    p.push(format!("{name}: {e}"));
-                }
-            }
-        }
-        if !ac.index_dir.is_empty() {
-            if let Err(e) = std::fs::read_dir(&ac.index_dir) {
-                p.push(format!("access.index_dir ({}): {e}", ac.index_dir));
-            }
-        }
-        if !ac.passkey_secret.is_empty() && ac.passkey_secret.len() < 16 {
-            p.push("access.passkey_secret must be empty or at least 16 characters".into());
         }
         let sn = &self.snapshot;
         if sn.enabled {
@@ -473,27 +299,13 @@ impl Config {
         p
     }
 
-    /// The tracker-core settings from `[protocol]` and `[swarm]`.
+    /// The tracker-core settings: its four sections as they are.
     pub fn to_core(&self) -> tracker_core::CoreConfig {
         tracker_core::CoreConfig {
-            shards: self.swarm.shards,
-            max_torrents: self.swarm.max_torrents,
-            max_peers_per_swarm: self.swarm.max_peers_per_swarm,
-            peer_timeout: self.swarm.peer_timeout,
-            default_numwant: self.protocol.default_numwant,
-            interval: self.protocol.interval,
-            min_interval: self.protocol.min_interval,
-            interval_jitter_percent: self.protocol.interval_jitter_percent,
+            protocol: self.protocol.clone(),
+            swarm: self.swarm.clone(),
+            access: self.access.clone(),
             limits: self.limits.clone(),
-            access: tracker_core::AccessConfig {
-                mode: self.access.mode,
-                private: self.access.private,
-                allow_file: non_empty_path(&self.access.allow_file),
-                deny_file: non_empty_path(&self.access.deny_file),
-                passkey_secret: (!self.access.passkey_secret.is_empty())
-                    .then(|| self.access.passkey_secret.as_bytes().to_vec()),
-                index_dir: non_empty_path(&self.access.index_dir),
-            },
         }
     }
 
@@ -635,10 +447,6 @@ fn probe_writable(path: &Path) -> Result<(), String> {
     result.map_err(|e| format!("directory {} is not writable: {e}", dir.display()))
 }
 
-fn non_empty_path(s: &str) -> Option<PathBuf> {
-    (!s.is_empty()).then(|| PathBuf::from(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,8 +575,8 @@ mod tests {
         c.swarm.shards = 2048;
         c.protocol.min_interval = 60;
         let core = c.to_core();
-        assert_eq!(core.shards, 2048);
-        assert_eq!(core.min_interval, 60);
+        assert_eq!(core.swarm.shards, 2048);
+        assert_eq!(core.protocol.min_interval, 60);
         assert_eq!(
             Config::default().to_core(),
             tracker_core::CoreConfig::default()

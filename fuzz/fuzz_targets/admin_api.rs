@@ -19,7 +19,7 @@
 mod api;
 
 use libfuzzer_sys::fuzz_target;
-use tracker_core::{AccessConfig, AccessMode, Clock, CoreConfig, LimitsConfig, Tracker};
+use tracker_core::{AccessConfig, AccessMode, Clock, CoreConfig, LimitsConfig, SwarmConfig, Tracker};
 
 /// The smallest abuse table (it is allocated per tracker, one tracker per input).
 fn small_limits() -> LimitsConfig {
@@ -37,16 +37,22 @@ fn tracker(private: bool) -> Tracker {
             access: AccessConfig {
                 mode: AccessMode::Whitelist,
                 private: true,
-                passkey_secret: Some(b"s".to_vec()),
+                passkey_secret: "s".into(),
                 ..Default::default()
             },
-            shards: 4,
+            swarm: SwarmConfig {
+                shards: 4,
+                ..Default::default()
+            },
             limits: small_limits(),
             ..CoreConfig::default()
         }
     } else {
         CoreConfig {
-            shards: 4,
+            swarm: SwarmConfig {
+                shards: 4,
+                ..Default::default()
+            },
             limits: small_limits(),
             ..CoreConfig::default()
         }

@@ -39,7 +39,10 @@ fn dir() -> &'static PathBuf {
 fn tracker() -> Tracker {
     Tracker::with_clock(
         CoreConfig {
-            shards: 16,
+            swarm: tracker_core::SwarmConfig {
+                shards: 16,
+                ..Default::default()
+            },
             // The smallest abuse table: it is allocated per tracker, two trackers per input.
             limits: LimitsConfig {
                 table_entries: 1024,

@@ -206,7 +206,10 @@ fn check_handler(data: &[u8]) {
     };
     let tracker = Arc::new(Tracker::with_clock(
         CoreConfig {
-            shards: 2,
+            swarm: tracker_core::SwarmConfig {
+                shards: 2,
+                ..Default::default()
+            },
             limits,
             ..CoreConfig::default()
         },

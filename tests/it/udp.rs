@@ -574,7 +574,8 @@ fn config_rejects_unknown_keys_and_fills_defaults() {
 
 #[test]
 fn private_mode_reads_the_passkey_from_bep41_url_data() {
-    use tracker_core::access::{AccessConfig, Passkey, PasskeyEntry};
+    use tracker_core::AccessConfig;
+    use tracker_core::access::{Passkey, PasskeyEntry};
     let config = CoreConfig {
         access: AccessConfig {
             private: true,

@@ -34,6 +34,7 @@ use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::config::AccessConfig;
 use crate::types::InfoHash;
 
 /// Which torrents are tracked.
@@ -216,23 +217,6 @@ struct Keys {
     min_versions: HashMap<u32, u16>,
 }
 
-/// Access settings (from the `[access]` config section).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessConfig {
-    /// Which torrents are tracked.
-    pub mode: AccessMode,
-    /// Whether announces and scrapes need a passkey.
-    pub private: bool,
-    /// Allow-list file (hex info hashes), if any.
-    pub allow_file: Option<PathBuf>,
-    /// Deny-list file, if any.
-    pub deny_file: Option<PathBuf>,
-    /// Secret for stateless passkeys; `None` disables them.
-    pub passkey_secret: Option<Vec<u8>>,
-    /// A directory of `.torrent` files kept in the torrent index, if any.
-    pub index_dir: Option<PathBuf>,
-}
-
 /// Access control state, read lock-free on the hot path.
 #[derive(Debug)]
 pub struct Access {
@@ -302,7 +286,7 @@ impl Access {
                 _ => Ok(()),
             };
         }
-        match (&self.config.passkey_secret, parse_stateless(&key)) {
+        match (self.config.secret(), parse_stateless(&key)) {
             (Some(secret), Some((user, version, mac))) => {
                 let min = keys.min_versions.get(&user).copied().unwrap_or(0);
                 if version >= min && stateless_mac(secret, user, version) == mac {
@@ -317,11 +301,11 @@ impl Access {
 
     /// Re-reads the allow and deny files (SIGHUP). On error nothing changes.
     pub fn reload_files(&self) -> Result<(usize, usize), AccessListError> {
-        let allow = match &self.config.allow_file {
+        let allow = match self.config.allow_path() {
             Some(p) => read_hex_file(p)?,
             None => HashSet::new(),
         };
-        let deny = match &self.config.deny_file {
+        let deny = match self.config.deny_path() {
             Some(p) => read_hex_file(p)?,
             None => HashSet::new(),
         };
@@ -419,7 +403,7 @@ impl Access {
 
     /// The stateless key of a user and version, if a secret is configured.
     pub fn stateless_key(&self, user: u32, version: u16) -> Option<Passkey> {
-        let secret = self.config.passkey_secret.as_ref()?;
+        let secret = self.config.secret()?;
         Some(make_stateless(secret, user, version))
     }
 
@@ -583,7 +567,7 @@ mod tests {
         .unwrap();
         let a = Access::new(AccessConfig {
             mode: AccessMode::Whitelist,
-            allow_file: Some(allow.clone()),
+            allow_file: allow.to_str().unwrap().to_owned(),
             ..Default::default()
         });
         assert_eq!(a.reload_files().unwrap(), (2, 0));
@@ -614,7 +598,7 @@ mod tests {
     fn stored_and_stateless_passkeys() {
         let a = Access::new(AccessConfig {
             private: true,
-            passkey_secret: Some(b"site secret".to_vec()),
+            passkey_secret: "site secret".into(),
             ..Default::default()
         });
         assert_eq!(a.check_passkey(None, 0), Err(AccessError::PasskeyMissing));

@@ -25,11 +25,9 @@ pub mod torrent_file;
 pub mod tracker;
 pub mod types;
 
-pub use access::{
-    Access, AccessConfig, AccessError, AccessMode, AccessState, Passkey, PasskeyEntry,
-};
+pub use access::{Access, AccessError, AccessMode, AccessState, Passkey, PasskeyEntry};
 pub use clock::{Clock, unix_now};
-pub use config::CoreConfig;
+pub use config::{AccessConfig, CoreConfig, ProtocolConfig, SwarmConfig};
 pub use limits::{Limiter, LimitsConfig, TableFill, Verdict};
 pub use sink::{CompactPeers, PeerSink, PeerView};
 pub use stats::{CounterValues, Counters, LocalCounts, Stats, StatsSnapshot};

@@ -46,10 +46,14 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Serialize};
 
-/// `[limits]`: per-address request rates and bans.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Per source address (IPv4 /32, IPv6 `ipv6_prefix_len`) request rates and temporary bans,
+/// kept in a table of fixed size (`table_entries`) that a flood from millions of addresses
+/// cannot grow. Over its rate a request is dropped (UDP) or answered with a failure reason
+/// (HTTP); /metrics counts limited and banned requests, bans and the table's fill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Requests (UDP datagrams, HTTP requests) per second that one address may send on
@@ -57,31 +61,30 @@ pub struct LimitsConfig {
     /// `protocol.interval` (1800 s): one with 1,000 torrents sends about 0.6 announces a second
     /// (1.1 datagrams over UDP, with its connects), so 500 a second serves about 450 such
     /// clients, or 45,000 clients with 10 torrents each, behind one address; a carrier-grade
-    /// NAT shares one IPv4 address among tens to a few hundred subscribers. Default: `500`
+    /// NAT shares one IPv4 address among tens to a few hundred subscribers.
     pub requests_per_sec: u32,
     /// Requests one address may send at once before the rate applies (the bucket's size), at
     /// least `requests_per_sec`. A client that starts with 1,000 torrents announces them all
     /// at once (2,000 datagrams over UDP); 5,000 lets two such clients start together behind
-    /// one address. Default: `5000`
+    /// one address.
     pub burst: u32,
     /// Bits of an IPv6 source address that name one source (a /64 is one customer's network
-    /// on almost every ISP), 1 to 128. IPv4 addresses count one by one. Default: `64`
+    /// on almost every ISP), 1 to 128. IPv4 addresses count one by one.
     pub ipv6_prefix_len: u8,
     /// Bad requests (UDP announces and scrapes with a wrong connection id, malformed requests
-    /// over either protocol) within `ban_window_secs` that ban an address; 0 turns bans off. A
-    /// client whose connection id expired sends one bad request and reconnects, so even 500
-    /// clients behind one address send far fewer. Default: `1000`
+    /// over either protocol) within `ban_window_secs` that ban an address, at most 65535; 0
+    /// turns bans off. A client whose connection id expired sends one bad request and
+    /// reconnects, so even 500 clients behind one address send far fewer.
     pub ban_threshold: u32,
-    /// The window of `ban_threshold`, in seconds, 1 to 3600. Default: `60`
+    /// The window of `ban_threshold`, in seconds, 1 to 3600.
     pub ban_window_secs: u32,
     /// How long a ban lasts, in seconds, 1 to 86400. While banned, an address's requests are
     /// dropped (UDP) or answered with a failure reason (HTTP). UDP source addresses can be
     /// forged: a ban also stops the tracker from answering whoever is spoofing that address.
-    /// Default: `600`
     pub ban_secs: u32,
-    /// Slots in the address table (rounded up to a power of two, 1,024 to 16,777,216), 24
-    /// bytes each: the memory ceiling of this feature, which no flood can exceed. Default:
-    /// `65536` (1.5 MiB)
+    /// Slots in the address table (rounded up to a power of two, 1024 to 16777216), 24 bytes
+    /// each (65536 slots are 1.5 MiB): the memory ceiling of this feature, which no flood can
+    /// exceed.
     pub table_entries: usize,
 }
 

@@ -548,7 +548,10 @@ mod tests {
     fn tracker() -> Tracker {
         Tracker::with_clock(
             CoreConfig {
-                shards: 16,
+                swarm: crate::SwarmConfig {
+                    shards: 16,
+                    ..Default::default()
+                },
                 ..CoreConfig::default()
             },
             Clock::manual(T0),

@@ -8,13 +8,22 @@ use proptest::prelude::*;
 use tracker_core::{
     AccessConfig, AccessMode, AnnounceError, AnnounceRequest, Clock, CompactPeers, CoreConfig,
     Event, IndexError, IndexMeta, IndexQuery, InfoHash, PeerId, ScrapeCounts, SortBy, Stored,
-    Tracker,
+    SwarmConfig, Tracker,
 };
 
 const T0: u32 = 1_800_000_000;
 
 fn tracker_with(config: CoreConfig) -> Tracker {
     Tracker::with_clock(config, Clock::manual(T0))
+}
+
+/// A config with 4 shards (so that property tests meet shard boundaries) and `swarm`'s other
+/// settings as given.
+fn small(swarm: SwarmConfig) -> CoreConfig {
+    CoreConfig {
+        swarm: SwarmConfig { shards: 4, ..swarm },
+        ..CoreConfig::default()
+    }
 }
 
 fn tracker() -> Tracker {
@@ -261,7 +270,7 @@ fn families_are_kept_apart_and_own_family_comes_first() {
 #[test]
 fn expired_peers_vanish_without_a_sweep_and_the_sweep_frees_them() {
     let t = tracker();
-    let timeout = t.config().peer_timeout;
+    let timeout = t.config().swarm.peer_timeout;
     announce(&t, &req(1, ip4(1), 1000, 0, Event::Started));
     t.clock().advance(timeout / 2);
     announce(&t, &req(1, ip4(2), 1000, 5, Event::Started));
@@ -299,7 +308,7 @@ fn sweep_keeps_indexed_torrents_and_their_download_counts() {
     .unwrap();
     announce(&t, &req(1, ip4(1), 1000, 5, Event::Started));
     announce(&t, &req(1, ip4(1), 1000, 0, Event::Completed));
-    t.clock().advance(t.config().peer_timeout + 1);
+    t.clock().advance(t.config().swarm.peer_timeout + 1);
     t.sweep(t.clock().now());
     assert_eq!(t.torrent_count(), 1);
     assert_eq!(
@@ -315,8 +324,11 @@ fn sweep_keeps_indexed_torrents_and_their_download_counts() {
 #[test]
 fn limits_answer_but_do_not_store() {
     let t = tracker_with(CoreConfig {
-        max_torrents: 2,
-        max_peers_per_swarm: 3,
+        swarm: SwarmConfig {
+            max_torrents: 2,
+            max_peers_per_swarm: 3,
+            ..Default::default()
+        },
         ..CoreConfig::default()
     });
     announce(&t, &req(1, ip4(1), 1000, 5, Event::Started));
@@ -544,9 +556,9 @@ impl Model {
 
 fn run_ops(ops: &[Op], config: CoreConfig, check_model: bool) -> Result<usize, TestCaseError> {
     let mut largest = 0;
-    let max_torrents = config.max_torrents;
-    let max_peers = config.max_peers_per_swarm;
-    let timeout = config.peer_timeout;
+    let max_torrents = config.swarm.max_torrents;
+    let max_peers = config.swarm.max_peers_per_swarm;
+    let timeout = config.swarm.peer_timeout;
     let t = tracker_with(config);
     let mut model = Model::default();
     for op in ops {
@@ -654,7 +666,7 @@ proptest! {
             .map(|port| Op::Announce { ih: 0, host: 0, v6: false, port, seeder: port % 2 == 0, event: 1, numwant: Some(5) })
             .collect();
         all.extend(ops);
-        let max = run_ops(&all, CoreConfig { shards: 4, ..CoreConfig::default() }, true)?;
+        let max = run_ops(&all, small(SwarmConfig::default()), true)?;
         prop_assert!(max >= 100, "the swarm never grew past the index threshold: {max}");
     }
 }
@@ -664,12 +676,12 @@ proptest! {
 
     #[test]
     fn counts_match_the_stored_peers_and_a_naive_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run_ops(&ops, CoreConfig { shards: 4, ..CoreConfig::default() }, true)?;
+        run_ops(&ops, small(SwarmConfig::default()), true)?;
     }
 
     #[test]
     fn limits_are_never_exceeded(ops in proptest::collection::vec(op(), 1..120)) {
-        run_ops(&ops, CoreConfig { shards: 4, max_torrents: 2, max_peers_per_swarm: 3, ..CoreConfig::default() }, false)?;
+        run_ops(&ops, small(SwarmConfig { max_torrents: 2, max_peers_per_swarm: 3, ..SwarmConfig::default() }), false)?;
     }
 }
 
@@ -805,7 +817,7 @@ fn index_dir_is_synced_on_reload_and_api_entries_are_left_alone() {
     let t = tracker_with(CoreConfig {
         access: AccessConfig {
             mode: AccessMode::Whitelist,
-            index_dir: Some(dir.path().to_owned()),
+            index_dir: dir.path().to_str().unwrap().to_owned(),
             ..Default::default()
         },
         ..CoreConfig::default()
@@ -849,7 +861,7 @@ fn index_dir_is_synced_on_reload_and_api_entries_are_left_alone() {
     // An unreadable directory is an error, not an empty index.
     let gone = tracker_with(CoreConfig {
         access: AccessConfig {
-            index_dir: Some(dir.path().join("missing")),
+            index_dir: dir.path().join("missing").to_str().unwrap().to_owned(),
             ..Default::default()
         },
         ..CoreConfig::default()

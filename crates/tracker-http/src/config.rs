@@ -25,53 +25,49 @@ const MAX_TIMEOUT_MS: u64 = 3_600_000;
 pub struct HttpConfig {
     /// Addresses to listen on (TCP). The daemon binds one listener per entry; an empty list
     /// disables the HTTP tracker. IPv6 addresses are bound IPv6-only.
-    /// Default: `["0.0.0.0:6969", "[::]:6969"]`.
     pub bind: Vec<SocketAddr>,
     /// Most peers in one announce reply (IPv4 and IPv6 together), whatever `numwant` asks for.
-    /// Count. Default: 200.
+    /// Count.
     pub max_numwant: u32,
     /// Most `info_hash` values in one scrape (BEP 48); more is refused with a failure reason.
-    /// Count. Default: 74.
+    /// Count.
     pub max_scrape: usize,
-    /// Longest query string (the part after `?`) accepted, in bytes. Longer ones are answered
-    /// with a failure reason. Default: 8192 (a full 74-hash scrape, every byte escaped, is
-    /// about 5.2 KiB).
+    /// Longest query string (the part after `?`) accepted, in bytes. Longer ones are answered with
+    /// a failure reason.
     pub max_query_bytes: usize,
-    /// Longest request head (request line plus headers) read from a client, in bytes. A client
-    /// that sends more without finishing its head gets a bencoded failure reason and the
-    /// connection is closed. At most 65000 (hyper answers `414` to request targets above
-    /// 65534 bytes on its own). Default: 16384.
+    /// Longest request head (request line plus headers) read from a client, in bytes. A client that
+    /// sends more without finishing its head gets a bencoded failure reason and the connection is
+    /// closed. At most 65000 (hyper answers `414` to request targets above 65534 bytes on its own).
     pub max_head_bytes: usize,
     /// Most client connections open at once per listener, 1 to 1000000. When reached, a newly
-    /// accepted client makes the oldest connection that is waiting for a request (idle,
-    /// silent or mid-head) close; if every connection is being answered, it waits for one to
-    /// finish. Count. Default: 10000.
+    /// accepted client makes the oldest connection that is waiting for a request (idle, silent or
+    /// mid-head) close; if every connection is being answered, it waits for one to finish. Count.
     pub max_connections: usize,
     /// Most connections open at once from one client address (IPv4 /32, IPv6
-    /// `limits.ipv6_prefix_len`), 1 to 1000000 (above `max_connections` it has no effect). One
-    /// more is accepted and closed at once, so that a single address cannot hold the
-    /// listener's slots. Trusted proxies are exempt. Count. Default: 256.
+    /// `limits.ipv6_prefix_len`), 1 to 1000000 (above `max_connections` it has no effect). One more
+    /// is accepted and closed at once, so that a single address cannot hold the listener's slots.
+    /// Trusted proxies are exempt. Count.
     pub max_connections_per_ip: usize,
     /// Time a client has to send a whole request head, in milliseconds, 1 to 3600000: from the
-    /// accept for a connection's first request, from the first byte after the previous
-    /// response for later ones. No byte, not even a blank line, restarts it; the connection is
-    /// closed after that (slow-loris guard). Default: 5000.
+    /// accept for a connection's first request, from the first byte after the previous response for
+    /// later ones. No byte, not even a blank line, restarts it; the connection is closed after that
+    /// (slow-loris guard).
     pub header_read_timeout_ms: u64,
-    /// Time a keep-alive connection may sit between requests before it is closed, in seconds,
-    /// 1 to 3600. Default: 60.
+    /// Time a keep-alive connection may sit between requests before it is closed, in seconds, 1 to
+    /// 3600.
     pub idle_timeout_secs: u64,
     /// Reverse proxies whose `X-Forwarded-For` header is believed: CIDR strings (`10.0.0.0/8`,
     /// `::1/128`) or plain addresses. For a request from one of them, the client IP is the
-    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy. Default: `[]`.
+    /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
     pub trusted_proxies: Vec<Cidr>,
-    /// Whether the `ip=` announce parameter is honoured, and then only for requests whose
-    /// socket peer is loopback or a trusted proxy. Otherwise it is ignored. Default: `false`.
+    /// Whether the `ip=` announce parameter is honoured, and then only for requests whose socket
+    /// peer is loopback or a trusted proxy. Otherwise it is ignored.
     pub allow_ip_param: bool,
     /// Whether a scrape without `info_hash` lists every torrent. Not implemented yet: must be
-    /// `false` (a scrape without `info_hash` is answered with a failure reason). Default: `false`.
+    /// `false` (a scrape without `info_hash` is answered with a failure reason).
     pub full_scrape: bool,
-    /// After the shutdown signal, how long open connections get to finish their current
-    /// request before they are dropped, in milliseconds, at most 3600000. Default: 5000.
+    /// After the shutdown signal, how long open connections get to finish their current request
+    /// before they are dropped, in milliseconds, at most 3600000.
     pub shutdown_timeout_ms: u64,
 }
 

@@ -18,42 +18,37 @@ pub const MAX_UDP_PAYLOAD: usize = 65_507;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UdpConfig {
-    /// Socket addresses to serve on. IPv6 addresses are bound `IPV6_V6ONLY`, so `0.0.0.0:6969`
-    /// and `[::]:6969` can be bound together. An empty list disables UDP.
-    /// Default: `["0.0.0.0:6969", "[::]:6969"]`.
+    /// Socket addresses to serve on. IPv6 addresses are bound `IPV6_V6ONLY`, so `0.0.0.0:6969` and
+    /// `[::]:6969` can be bound together. An empty list disables UDP.
     pub bind: Vec<SocketAddr>,
-    /// Worker threads; each owns one socket per bind address (SO_REUSEPORT, same port).
-    /// `0` means the number of available cores; at most 1024. Default: `0`.
+    /// Worker threads; each owns one socket per bind address (SO_REUSEPORT, same port). `0` means
+    /// the number of available cores; at most 1024.
     pub workers: usize,
     /// Kernel receive buffer per socket (`SO_RCVBUF`), in bytes. The kernel caps it at
     /// `net.core.rmem_max` unless that is raised. It only absorbs bursts: once a worker is
-    /// saturated a longer queue adds delay, and datagrams waiting in it go cold in the CPU
-    /// caches (measured with `udp_compare.sh`: 8 MiB answered about 9 % fewer requests per
-    /// second than 256 KiB, 1 MiB about 6 % fewer). 256 KiB holds a few milliseconds of
-    /// announces at full load. Default: `262144` (256 KiB).
+    /// saturated a longer queue adds delay, and datagrams waiting in it go cold in the CPU caches
+    /// (measured with `udp_compare.sh`: 8 MiB answered about 9 % fewer requests per second than 256
+    /// KiB, 1 MiB about 6 % fewer). 256 KiB holds a few milliseconds of announces at full load.
     pub recv_buffer_bytes: usize,
     /// Kernel send buffer per socket (`SO_SNDBUF`), in bytes, capped by `net.core.wmem_max`.
-    /// Default: `4194304` (4 MiB).
     pub send_buffer_bytes: usize,
-    /// Packets received (and answered) per `recvmmsg` / `sendmmsg` call, per socket.
-    /// 1 to 1024. Default: `64`.
+    /// Packets received (and answered) per `recvmmsg` / `sendmmsg` call, per socket. 1 to 1024.
     pub batch_size: usize,
-    /// How long an issued connection id stays valid, in seconds (BEP 15 says 60 s; clients
-    /// often reuse ids a little late). 1 to 3600. Default: `120`.
+    /// How long an issued connection id stays valid, in seconds (BEP 15 says 60 s; clients often
+    /// reuse ids a little late). 1 to 3600.
     pub connection_id_lifetime_secs: u32,
-    /// Key that signs connection ids: 32 hex characters (16 bytes). Empty means the tracker's
-    /// own key (random at first start, then kept in the snapshot, so restarts keep issued ids
-    /// valid). Give several instances the same key to let them accept each other's ids.
-    /// Default: `""`.
+    /// Key that signs connection ids: 32 hex characters (16 bytes). Empty means the tracker's own
+    /// key (random at first start, then kept in the snapshot, so restarts keep issued ids valid).
+    /// Give several instances the same key to let them accept each other's ids.
     pub connection_id_key: String,
-    /// Most peers in a reply to an IPv4 announce (6 bytes each). Up to 10914 (a 64 KiB
-    /// datagram), but more than 200 no longer fits one 1280-byte-MTU packet. Default: `200`.
+    /// Most peers in a reply to an IPv4 announce (6 bytes each). Up to 10914 (a 64 KiB datagram),
+    /// but more than 200 no longer fits one 1280-byte-MTU packet.
     pub max_numwant_v4: u32,
-    /// Most peers in a reply to an IPv6 announce (18 bytes each). Up to 3638 (a 64 KiB
-    /// datagram), but more than 66 no longer fits one 1280-byte-MTU packet. Default: `66`.
+    /// Most peers in a reply to an IPv6 announce (18 bytes each). Up to 3638 (a 64 KiB datagram),
+    /// but more than 66 no longer fits one 1280-byte-MTU packet.
     pub max_numwant_v6: u32,
-    /// Socket read timeout in milliseconds: how quickly an idle worker notices shutdown.
-    /// 1 to 60000. Default: `200`.
+    /// Socket read timeout in milliseconds: how quickly an idle worker notices shutdown. 1 to
+    /// 60000.
     pub read_timeout_ms: u64,
 }
 

@@ -607,7 +607,8 @@ mod tests {
 
     #[test]
     fn private_mode_needs_a_valid_passkey_and_whitelist_refuses() {
-        use tracker_core::access::{AccessConfig, AccessMode, Passkey, PasskeyEntry};
+        use tracker_core::AccessConfig;
+        use tracker_core::access::{AccessMode, Passkey, PasskeyEntry};
         let config = CoreConfig {
             access: AccessConfig {
                 private: true,

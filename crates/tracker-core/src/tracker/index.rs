@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use dashmap::mapref::entry::Entry;
@@ -313,7 +314,7 @@ impl Tracker {
             deny_file_entries: deny,
             ..Default::default()
         };
-        if let Some(dir) = self.config.access.index_dir.clone() {
+        if let Some(dir) = self.config.access.index_path().map(Path::to_path_buf) {
             self.sync_index_dir(&dir, &mut report)?;
         }
         Ok(report)

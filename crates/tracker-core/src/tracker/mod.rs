@@ -179,14 +179,14 @@ impl Tracker {
 
     /// An empty tracker on the given clock (tests pass [`Clock::manual`]).
     pub fn with_clock(mut config: CoreConfig, clock: Clock) -> Self {
-        if config.peer_timeout > MAX_PEER_TIMEOUT {
+        if config.swarm.peer_timeout > MAX_PEER_TIMEOUT {
             tracing::warn!(
                 "peer_timeout {} s is above the supported {MAX_PEER_TIMEOUT} s; using {MAX_PEER_TIMEOUT} s",
-                config.peer_timeout
+                config.swarm.peer_timeout
             );
-            config.peer_timeout = MAX_PEER_TIMEOUT;
+            config.swarm.peer_timeout = MAX_PEER_TIMEOUT;
         }
-        let shards = config.shards.max(2).next_power_of_two();
+        let shards = config.swarm.shards.max(2).next_power_of_two();
         let swarms = DashMap::with_capacity_and_hasher_and_shard_amount(
             0,
             ahash::RandomState::new(),
@@ -260,9 +260,9 @@ impl Tracker {
     }
 
     fn interval(&self) -> u32 {
-        let base = self.config.interval;
-        let spread = base / 100 * self.config.interval_jitter_percent.min(100)
-            + base % 100 * self.config.interval_jitter_percent.min(100) / 100;
+        let base = self.config.protocol.interval;
+        let spread = base / 100 * self.config.protocol.interval_jitter_percent.min(100)
+            + base % 100 * self.config.protocol.interval_jitter_percent.min(100) / 100;
         if spread == 0 {
             return base;
         }
@@ -282,7 +282,7 @@ impl Tracker {
         }
         let want = req
             .numwant
-            .unwrap_or(self.config.default_numwant)
+            .unwrap_or(self.config.protocol.default_numwant)
             .min(req.max_peers) as usize;
         let update = Update {
             ip: canonical_ip(req.ip),
@@ -290,10 +290,10 @@ impl Tracker {
             peer_id: req.peer_id.0,
             event: req.event,
             left: req.left,
-            expiry: now.saturating_add(self.config.peer_timeout),
+            expiry: now.saturating_add(self.config.swarm.peer_timeout),
             want,
             both_families: req.both_families,
-            max_peers: self.config.max_peers_per_swarm,
+            max_peers: self.config.swarm.max_peers_per_swarm,
         };
         let info_hash = self.resolve(&req.info_hash);
         // Whitelist / blacklist: checked under the same shard lock that serves the announce
@@ -323,7 +323,7 @@ impl Tracker {
             }
             None => {
                 check(&|| false)?;
-                if self.torrents.load(Ordering::Relaxed) >= self.config.max_torrents {
+                if self.torrents.load(Ordering::Relaxed) >= self.config.swarm.max_torrents {
                     (Stored::TorrentLimit, SwarmReply::default())
                 } else {
                     self.torrents.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +344,7 @@ impl Tracker {
             leechers: reply.leechers,
             downloaded: reply.downloaded,
             interval: self.interval(),
-            min_interval: self.config.min_interval,
+            min_interval: self.config.protocol.min_interval,
             peers_v4: reply.peers_v4,
             peers_v6: reply.peers_v6,
             stored,
@@ -438,7 +438,7 @@ impl Tracker {
         let mut swarm = match self.swarms.entry(info_hash) {
             Entry::Occupied(o) => o.into_ref(),
             Entry::Vacant(v) => {
-                if meta.is_none() && self.torrent_count() >= self.config.max_torrents {
+                if meta.is_none() && self.torrent_count() >= self.config.swarm.max_torrents {
                     return 0;
                 }
                 self.torrents.fetch_add(1, Ordering::Relaxed);
@@ -454,7 +454,7 @@ impl Tracker {
             swarm.set_meta(meta);
         }
         for p in peers {
-            stored += usize::from(swarm.restore(p, now, self.config.max_peers_per_swarm));
+            stored += usize::from(swarm.restore(p, now, self.config.swarm.max_peers_per_swarm));
         }
         drop(swarm);
         if let Some(v2) = v2 {
