@@ -114,9 +114,7 @@ fn main() -> ExitCode {
     if cli.print_config {
         return match config.to_toml_redacted() {
             Ok(text) => {
-                println!(
-                    "# mini-torrust effective configuration (from {source} and the environment)\n{text}"
-                );
+                print!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

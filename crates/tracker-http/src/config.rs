@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Smallest read buffer hyper accepts (`http1::Builder::max_buf_size` panics below it).
@@ -19,34 +20,36 @@ const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// Upper bound of every timeout, in milliseconds (one hour).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// Settings of the HTTP tracker listeners. Every field has a default; unknown keys are rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The HTTP tracker (BEP 3, 23, 7, 48): its listeners, request limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Addresses to listen on (TCP). The daemon binds one listener per entry; an empty list
     /// disables the HTTP tracker. IPv6 addresses are bound IPv6-only.
     pub bind: Vec<SocketAddr>,
-    /// Most peers in one announce reply (IPv4 and IPv6 together), whatever `numwant` asks for.
-    /// Count.
+    /// Most peers in one announce reply (IPv4 and IPv6 together), whatever `numwant` asks for,
+    /// in peers.
     pub max_numwant: u32,
-    /// Most `info_hash` values in one scrape (BEP 48); more is refused with a failure reason.
-    /// Count.
+    /// Most `info_hash` values in one scrape (BEP 48), in hashes; more is refused with a failure
+    /// reason.
     pub max_scrape: usize,
-    /// Longest query string (the part after `?`) accepted, in bytes. Longer ones are answered with
-    /// a failure reason.
+    /// Longest query string (the part after `?`) accepted, in bytes, at least 64. Longer ones
+    /// are answered with a failure reason. A full 74-hash scrape, every byte escaped, is about
+    /// 5.2 KiB.
     pub max_query_bytes: usize,
     /// Longest request head (request line plus headers) read from a client, in bytes. A client that
     /// sends more without finishing its head gets a bencoded failure reason and the connection is
-    /// closed. At most 65000 (hyper answers `414` to request targets above 65534 bytes on its own).
+    /// closed. 1024 to 65000 (hyper answers `414` to request targets above 65534 bytes on its
+    /// own).
     pub max_head_bytes: usize,
     /// Most client connections open at once per listener, 1 to 1000000. When reached, a newly
     /// accepted client makes the oldest connection that is waiting for a request (idle, silent or
-    /// mid-head) close; if every connection is being answered, it waits for one to finish. Count.
+    /// mid-head) close; if every connection is being answered, it waits for one to finish.
     pub max_connections: usize,
     /// Most connections open at once from one client address (IPv4 /32, IPv6
     /// `limits.ipv6_prefix_len`), 1 to 1000000 (above `max_connections` it has no effect). One more
     /// is accepted and closed at once, so that a single address cannot hold the listener's slots.
-    /// Trusted proxies are exempt. Count.
+    /// Trusted proxies are exempt.
     pub max_connections_per_ip: usize,
     /// Time a client has to send a whole request head, in milliseconds, 1 to 3600000: from the
     /// accept for a connection's first request, from the first byte after the previous response for

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Serialize};
 
 use crate::UdpError;
@@ -14,8 +15,9 @@ pub const DEFAULT_MAX_NUMWANT_V6: u32 = 66;
 /// The largest UDP payload over IPv4 (65535 - 8 - 20); replies are never sized beyond it.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
-/// UDP tracker settings (`[udp]`). Unknown keys are rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The UDP tracker (BEP 15, with BEP 41 URL data): its sockets, worker threads, connection ids
+/// and reply sizes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct UdpConfig {
     /// Socket addresses to serve on. IPv6 addresses are bound `IPV6_V6ONLY`, so `0.0.0.0:6969` and
@@ -25,10 +27,11 @@ pub struct UdpConfig {
     /// the number of available cores; at most 1024.
     pub workers: usize,
     /// Kernel receive buffer per socket (`SO_RCVBUF`), in bytes. The kernel caps it at
-    /// `net.core.rmem_max` unless that is raised. It only absorbs bursts: once a worker is
-    /// saturated a longer queue adds delay, and datagrams waiting in it go cold in the CPU caches
-    /// (measured with `udp_compare.sh`: 8 MiB answered about 9 % fewer requests per second than 256
-    /// KiB, 1 MiB about 6 % fewer). 256 KiB holds a few milliseconds of announces at full load.
+    /// `net.core.rmem_max` unless that is raised (`systemd/sysctl.d` does). It only absorbs
+    /// bursts: once a worker is saturated a longer queue adds delay, and datagrams waiting in it
+    /// go cold in the CPU caches (measured with `udp_compare.sh`: 8 MiB answered about 9 % fewer
+    /// requests per second than 256 KiB, 1 MiB about 6 % fewer). 256 KiB holds a few
+    /// milliseconds of announces at full load.
     pub recv_buffer_bytes: usize,
     /// Kernel send buffer per socket (`SO_SNDBUF`), in bytes, capped by `net.core.wmem_max`.
     pub send_buffer_bytes: usize,
@@ -47,8 +50,8 @@ pub struct UdpConfig {
     /// Most peers in a reply to an IPv6 announce (18 bytes each). Up to 3638 (a 64 KiB datagram),
     /// but more than 66 no longer fits one 1280-byte-MTU packet.
     pub max_numwant_v6: u32,
-    /// Socket read timeout in milliseconds: how quickly an idle worker notices shutdown. 1 to
-    /// 60000.
+    /// Socket read timeout in milliseconds, 1 to 60000: how quickly an idle worker notices
+    /// shutdown.
     pub read_timeout_ms: u64,
 }
 

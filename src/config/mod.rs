@@ -4,20 +4,23 @@
 //! sections are defined here. Every struct is `#[serde(default, deny_unknown_fields)]`: a
 //! missing key takes its default, an unknown key is an error naming the key and the file.
 //!
-//! The shipped `config.toml` at the repository root is the documented default. It is embedded
-//! in the binary ([`DEFAULT_TOML`]) and a test asserts it parses to exactly
-//! [`Config::default()`].
+//! The shipped `config.toml` at the repository root is written from these structs' doc comments
+//! and defaults ([`template`]); a test keeps it equal to that output byte for byte. It is
+//! embedded in the binary ([`DEFAULT_TOML`]).
 
 use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use documented::{Documented, DocumentedFields};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod template;
+
 /// The shipped `config.toml`, embedded: what runs when no file is given.
-pub const DEFAULT_TOML: &str = include_str!("../config.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config.toml");
 
 /// Prefix of the environment overrides: `MINI_TORRUST_<SECTION>_<KEY>`.
 pub const ENV_PREFIX: &str = "MINI_TORRUST_";
@@ -25,13 +28,11 @@ pub const ENV_PREFIX: &str = "MINI_TORRUST_";
 /// Environment variables with the prefix that are not config overrides.
 const ENV_NOT_OVERRIDES: &[&str] = &["MINI_TORRUST_CONFIG"];
 
-/// The section names, in file order.
-pub const SECTIONS: &[&str] = &[
-    "udp", "http", "admin", "protocol", "swarm", "snapshot", "access", "limits", "log",
-];
+/// The section names, in file order: [`Config`]'s fields.
+pub const SECTIONS: &[&str] = <Config as DocumentedFields>::FIELD_NAMES;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[udp]`: the UDP tracker (BEP 15).
@@ -54,14 +55,15 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// `[admin]`: the admin HTTP listener.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The admin listener: GET /metrics (Prometheus), GET /health and the /api/* of the torrent
+/// index, access lists and passkeys. Keep it on loopback or a private network.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Addresses of the admin listener (`/metrics`, `/health`, `/api/*`). Empty disables it.
+    /// Addresses of the admin listener. An empty list disables it.
     pub bind: Vec<SocketAddr>,
     /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`
-    /// and `/health` never need it.
+    /// and `/health` never need it. Prefer MINI_TORRUST_ADMIN_TOKEN to writing it here.
     pub token: String,
 }
 
@@ -83,14 +85,15 @@ impl fmt::Debug for AdminConfig {
     }
 }
 
-/// `[snapshot]`: the state file written periodically and at shutdown, read at start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The state file written periodically and at shutdown and read at start, so that swarms, the
+/// torrent index, passkeys and the connection-id key survive restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// Load a snapshot at start and write them.
+    /// Load the snapshot at start and write it periodically and at shutdown.
     pub enabled: bool,
-    /// The snapshot file; relative paths are relative to the working directory (the unit's
-    /// `StateDirectory`).
+    /// The snapshot file; a relative path is relative to the working directory (the systemd
+    /// unit's `StateDirectory`, /var/lib/mini-torrust). Its directory must be writable.
     pub path: PathBuf,
     /// Seconds between periodic snapshots.
     pub interval: u32,
@@ -106,14 +109,15 @@ impl Default for SnapshotConfig {
     }
 }
 
-/// `[log]`: logging to stderr (the journal under systemd).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Logging to stderr (the journal under systemd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// Filter in `RUST_LOG` syntax, e.g. `"info"` or `"info,tracker_udp=debug"`. Reloaded on
-    /// SIGHUP.
+    /// Log filter in `RUST_LOG` syntax, e.g. `"info"` or `"info,tracker_udp=debug"`. Reloaded
+    /// on SIGHUP.
     pub filter: String,
-    /// `"human"` (one readable line per event) or `"json"` (one JSON object per line).
+    /// Log line format: `"human"` (one readable line per event) or `"json"` (one JSON object
+    /// per line).
     pub format: LogFormat,
 }
 
@@ -309,9 +313,9 @@ impl Config {
         }
     }
 
-    /// The effective config as TOML, with a non-empty admin token and passkey secret replaced
-    /// by `<redacted>`.
-    pub fn to_toml_redacted(&self) -> Result<String, toml::ser::Error> {
+    /// The effective config as the documented TOML file ([`template::render`]), with a
+    /// non-empty admin token and passkey secret replaced by `<redacted>`.
+    pub fn to_toml_redacted(&self) -> Result<String, String> {
         let mut c = self.clone();
         if !c.admin.token.is_empty() {
             c.admin.token = "<redacted>".into();
@@ -319,7 +323,7 @@ impl Config {
         if !c.access.passkey_secret.is_empty() {
             c.access.passkey_secret = "<redacted>".into();
         }
-        toml::to_string(&c)
+        template::render(&c)
     }
 
     /// One section as a TOML value (to tell which sections changed on reload).
