@@ -108,8 +108,8 @@ mod tests {
     use super::*;
 
     /// The shipped file is the rendering of the defaults, byte for byte. To update it after
-    /// changing a doc comment or a default: `cargo run -- --print-config > config.toml` in a
-    /// directory without a `config.toml` and without `MINI_TORRUST_*` variables.
+    /// changing a doc comment or a default (no `MINI_TORRUST_*` variables set):
+    /// `cargo run -q -- --config /dev/null --print-config > config.toml`.
     #[test]
     fn shipped_config_toml_is_the_rendered_default() {
         let rendered = render(&Config::default()).unwrap();
@@ -120,7 +120,7 @@ mod tests {
                 .position(|(a, b)| a != b);
             panic!(
                 "config.toml differs from the rendered defaults (first differing line: {:?}); \
-                 regenerate it with `cargo run -- --print-config > config.toml`",
+                 regenerate it with `cargo run -q -- --config /dev/null --print-config > config.toml`",
                 first.map(|i| i + 1)
             );
         }
