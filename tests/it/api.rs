@@ -1,5 +1,5 @@
-//! The torrent index, admin API, CLI and access control end to end: the real binary, real
-//! sockets, real `.torrent` files made by libtorrent (`tests/fixtures`).
+//! The torrent index, admin API and CLI end to end: the real binary, real sockets, real
+//! `.torrent` files made by libtorrent (`tests/fixtures`). Access control is in `access.rs`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::daemon::{
+use super::harness::{
     Daemon, announce, bdecode, config, dict_get, hex, http_get, pct, run_cli, udp_connect,
 };
 
@@ -20,7 +20,7 @@ pub(super) fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn expected() -> Vec<Value> {
+pub(super) fn expected() -> Vec<Value> {
     serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap()
 }
 
@@ -79,12 +79,12 @@ pub(super) fn api(
     (status, v)
 }
 
-fn get(admin: SocketAddr, target: &str) -> (u16, Value) {
+pub(super) fn get(admin: SocketAddr, target: &str) -> (u16, Value) {
     api(admin, "GET", target, "", b"")
 }
 
 /// An HTTP announce that is expected to fail: the failure reason.
-fn http_failure(http: SocketAddr, prefix: &str, info_hash: &[u8; 20]) -> String {
+pub(super) fn http_failure(http: SocketAddr, prefix: &str, info_hash: &[u8; 20]) -> String {
     let target = format!(
         "{prefix}/announce?info_hash={}&peer_id={}&port=7000&uploaded=0&downloaded=0&left=5",
         pct(info_hash),
@@ -99,7 +99,7 @@ fn http_failure(http: SocketAddr, prefix: &str, info_hash: &[u8; 20]) -> String 
 }
 
 /// A BEP 15 announce (with BEP 41 URL data if given): Ok(seeders, leechers) or Err(message).
-fn udp_announce(
+pub(super) fn udp_announce(
     udp: SocketAddr,
     info_hash: &[u8; 20],
     port: u16,
@@ -149,7 +149,7 @@ fn udp_announce(
     }
 }
 
-fn h(b: u8) -> [u8; 20] {
+pub(super) fn h(b: u8) -> [u8; 20] {
     [b; 20]
 }
 
@@ -266,7 +266,7 @@ fn api_endpoints_and_error_statuses_over_the_wire() {
     announce(d.http, &v1, b"-MT0001-seeder-00001", 6881, 0);
     let reply = announce(d.http, &v2, b"-MT0001-leecher-0001", 6882, 10);
     assert_eq!(
-        super::daemon::int(dict_get(&reply, "complete")),
+        super::harness::int(dict_get(&reply, "complete")),
         1,
         "v2 hash is the same swarm"
     );
@@ -367,7 +367,7 @@ fn api_endpoints_and_error_statuses_over_the_wire() {
     );
 }
 
-fn hex_bytes(s: &str) -> [u8; 20] {
+pub(super) fn hex_bytes(s: &str) -> [u8; 20] {
     let mut out = [0u8; 20];
     for (i, o) in out.iter_mut().enumerate() {
         *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
@@ -487,252 +487,4 @@ fn cli_talks_to_the_running_daemon() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the admin API"), "{err}");
-}
-
-#[test]
-fn whitelist_over_http_and_udp_with_lists_reloaded_on_sighup() {
-    let dir = tempfile::tempdir().unwrap();
-    let allow = dir.path().join("allow.txt");
-    std::fs::write(&allow, format!("# allowed\n{}\n", hex(&h(1)))).unwrap();
-    let access = format!("mode = \"whitelist\"\nallow_file = \"{}\"", allow.display());
-    let mut d = Daemon::start(dir.path(), &cfg(dir.path(), &access));
-
-    assert_eq!(http_failure(d.http, "", &h(2)), "unregistered torrent");
-    assert_eq!(
-        udp_announce(d.udp, &h(2), 7001, None),
-        Err("unregistered torrent".into())
-    );
-    announce(d.http, &h(1), b"-MT0001-white-000001", 6881, 0);
-    assert_eq!(udp_announce(d.udp, &h(1), 7001, None), Ok((1, 1)));
-    // Indexed through the API: allowed.
-    let body = format!(r#"{{"info_hash":"{}","name":"two","size":1}}"#, hex(&h(2)));
-    assert_eq!(
-        api(
-            d.admin,
-            "POST",
-            "/api/torrents",
-            "application/json",
-            body.as_bytes()
-        )
-        .0,
-        201
-    );
-    assert!(udp_announce(d.udp, &h(2), 7001, None).is_ok());
-    // The file changes and SIGHUP reloads it; the swarm of torrent 1 is kept, not served.
-    std::fs::write(&allow, format!("{}\n", hex(&h(3)))).unwrap();
-    d.signal("HUP");
-    d.wait_message(|m| m.lines().any(|l| l == "READY=1") && !m.contains("RELOADING"));
-    assert_eq!(http_failure(d.http, "", &h(1)), "unregistered torrent");
-    announce(d.http, &h(3), b"-MT0001-white-000003", 6881, 0);
-    // Back on the list: the swarm is still there.
-    assert_eq!(
-        api(
-            d.admin,
-            "PUT",
-            &format!("/api/access/allow/{}", hex(&h(1))),
-            "",
-            b""
-        )
-        .0,
-        201
-    );
-    assert_eq!(udp_announce(d.udp, &h(1), 7002, None), Ok((1, 2)));
-}
-
-#[test]
-fn blacklist_refuses_denied_torrents() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), &cfg(dir.path(), "mode = \"blacklist\""));
-    announce(d.http, &h(1), b"-MT0001-black-000001", 6881, 0);
-    assert_eq!(
-        api(
-            d.admin,
-            "PUT",
-            &format!("/api/access/deny/{}", hex(&h(1))),
-            "",
-            b""
-        )
-        .0,
-        201
-    );
-    assert_eq!(http_failure(d.http, "", &h(1)), "torrent is blacklisted");
-    assert_eq!(
-        udp_announce(d.udp, &h(1), 7001, None),
-        Err("torrent is blacklisted".into())
-    );
-    assert!(udp_announce(d.udp, &h(2), 7001, None).is_ok());
-    // Errors are counted by protocol and action.
-    let m = super::daemon::metrics(d.admin);
-    for proto in ["http", "udp"] {
-        let n = |action: &str, outcome: &str| {
-            let labels = [
-                ("protocol", proto),
-                ("action", action),
-                ("outcome", outcome),
-            ];
-            super::daemon::sample(&m, "mini_torrust_requests_total", &labels)
-        };
-        assert_eq!(n("announce", "error"), 1.0, "{proto}");
-        assert_eq!(n("scrape", "error"), 0.0, "{proto}");
-        assert_eq!(n("other", "error"), 0.0, "{proto}");
-    }
-}
-
-#[test]
-fn private_mode_needs_a_passkey_over_http_and_udp_and_keys_survive_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let access = "private = true\npasskey_secret = \"a-site-secret-0123456789\"";
-    let mut d = Daemon::start(dir.path(), &cfg(dir.path(), access));
-    let (s, v) = api(
-        d.admin,
-        "POST",
-        "/api/passkeys",
-        "application/json",
-        br#"{"label":"bob"}"#,
-    );
-    assert_eq!(s, 201);
-    let key = v["key"].as_str().unwrap().to_owned();
-    let stateless = get(d.admin, "/api/passkeys/users/42/1").1["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    assert_eq!(http_failure(d.http, "", &h(1)), "passkey required");
-    assert_eq!(
-        http_failure(d.http, &format!("/{}", "x".repeat(32)), &h(1)),
-        "invalid passkey"
-    );
-    let target = |k: &str, left: u64| {
-        format!(
-            "/{k}/announce?info_hash={}&peer_id={}&port=6881&uploaded=0&downloaded=0&left={left}",
-            pct(&h(1)),
-            pct(b"-MT0001-private-0001")
-        )
-    };
-    for k in [&key, &stateless] {
-        let (status, body) = http_get(d.http, &target(k, 0), &[]);
-        assert_eq!(status, 200);
-        assert!(
-            dict_get(&bdecode(&body), "failure reason").is_none(),
-            "{}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let (_, body) = http_get(
-        d.http,
-        &format!("/{key}/scrape?info_hash={}", pct(&h(1))),
-        &[],
-    );
-    assert!(
-        dict_get(&bdecode(&body), "files").is_some(),
-        "scrape with a key"
-    );
-    let (_, body) = http_get(d.http, &format!("/scrape?info_hash={}", pct(&h(1))), &[]);
-    assert!(
-        dict_get(&bdecode(&body), "failure reason").is_some(),
-        "scrape without a key"
-    );
-
-    assert_eq!(
-        udp_announce(d.udp, &h(1), 7001, None),
-        Err("passkey required".into())
-    );
-    assert_eq!(
-        udp_announce(
-            d.udp,
-            &h(1),
-            7001,
-            Some(&format!("/{}/announce", "y".repeat(32)))
-        ),
-        Err("invalid passkey".into())
-    );
-    assert_eq!(
-        udp_announce(d.udp, &h(1), 7001, Some(&format!("/{key}/announce"))),
-        Ok((1, 1))
-    );
-
-    // Revoking the user's version 1 keys.
-    assert_eq!(
-        api(
-            d.admin,
-            "PUT",
-            "/api/passkeys/users/42/min_version/2",
-            "",
-            b""
-        )
-        .0,
-        200
-    );
-    assert_eq!(
-        http_failure(d.http, &format!("/{stateless}"), &h(1)),
-        "invalid passkey"
-    );
-
-    // Stored keys and revocations survive a restart (snapshot).
-    d.signal("TERM");
-    assert_eq!(d.wait_exit().code(), Some(0));
-    drop(d);
-    let d = Daemon::start(dir.path(), &cfg(dir.path(), access));
-    assert_eq!(
-        udp_announce(d.udp, &h(1), 7002, Some(&format!("/{key}/announce"))),
-        Ok((1, 2))
-    );
-    assert_eq!(
-        http_failure(d.http, &format!("/{stateless}"), &h(1)),
-        "invalid passkey"
-    );
-}
-
-#[test]
-fn index_dir_is_reread_on_sighup_and_api_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    let torrents = dir.path().join("torrents");
-    std::fs::create_dir(&torrents).unwrap();
-    std::fs::copy(fixture("v1_single.torrent"), torrents.join("a.torrent")).unwrap();
-    let access = format!(
-        "mode = \"whitelist\"\nindex_dir = \"{}\"",
-        torrents.display()
-    );
-    let mut d = Daemon::start(dir.path(), &cfg(dir.path(), &access));
-    let all = expected();
-    let hash_of = |file: &str| {
-        hex_bytes(
-            all.iter().find(|e| e["file"] == file).unwrap()["v1"]
-                .as_str()
-                .unwrap(),
-        )
-    };
-    announce(
-        d.http,
-        &hash_of("v1_single.torrent"),
-        b"-MT0001-dir-00000001",
-        6881,
-        0,
-    );
-    assert_eq!(
-        http_failure(d.http, "", &hash_of("transmission.torrent")),
-        "unregistered torrent"
-    );
-
-    // A new file and SIGHUP: indexed, so whitelisted; the index shows it.
-    std::fs::copy(fixture("transmission.torrent"), torrents.join("b.torrent")).unwrap();
-    d.signal("HUP");
-    d.wait_message(|m| m.lines().any(|l| l == "READY=1") && !m.contains("RELOADING"));
-    announce(
-        d.http,
-        &hash_of("transmission.torrent"),
-        b"-MT0001-dir-00000002",
-        6882,
-        0,
-    );
-    assert_eq!(get(d.admin, "/api/torrents?q=transmission").1["total"], 1);
-
-    // A file removed, then the API reload: its entry goes, the swarm is refused.
-    std::fs::remove_file(torrents.join("a.torrent")).unwrap();
-    let (s, v) = api(d.admin, "POST", "/api/access/reload", "", b"");
-    assert_eq!((s, v["index_removed"].as_u64()), (200, Some(1)), "{v}");
-    assert_eq!(
-        http_failure(d.http, "", &hash_of("v1_single.torrent")),
-        "unregistered torrent"
-    );
 }

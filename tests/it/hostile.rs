@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::api::{TOKEN, api, fixture};
-use super::daemon::{Daemon, announce, bdecode, dict_get, metrics, pct, sample, udp_connect};
+use super::harness::{Daemon, announce, bdecode, dict_get, metrics, pct, sample, udp_connect};
 
 /// `d8:announce3:abc4:info` + `l` x n + `e` x n + `e`: a few KB that used to overflow the stack.
 fn nested_torrent(n: usize) -> Vec<u8> {
