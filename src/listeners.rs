@@ -3,13 +3,13 @@
 //! then the daemon waits on [`Listeners::failed`] (a listener that ends on its own is a
 //! failure) and ends them all with [`Listeners::stop`].
 //!
-//! HTTP and admin listeners are tokio tasks that stop when the shutdown watch turns true; the
-//! UDP workers are threads that stop on a flag, joined from a blocking task. All of them sit in
-//! one `JoinSet`, so none needs a placeholder when it is not configured.
+//! The HTTP and UDP trackers have one shape: sockets bound here, then `start`, `local_addrs`,
+//! `stop`, `join` ([`HttpServer`], [`UdpServer`]). Each one's `join` (the UDP one, a thread
+//! join, from a blocking task) and each admin listener sit in one `JoinSet`, so nothing needs a
+//! placeholder when it is not configured.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -18,7 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracker_core::Tracker;
-use tracker_udp::UdpServer;
+use tracker_http::{HttpServer, HttpStopper};
+use tracker_udp::{UdpServer, UdpSockets, UdpStopper};
 
 use crate::admin::{self, AdminContext};
 use crate::config::Config;
@@ -39,17 +40,22 @@ pub(crate) struct Listeners {
     /// the one given to [`Listeners::start`]): what snapshots keep.
     pub(crate) connection_id_key: [u8; 16],
     tasks: JoinSet<anyhow::Result<()>>,
+    /// Stops the admin listeners.
     shutdown: watch::Sender<bool>,
-    udp_stop: StopFlag,
+    http_stop: Option<HttpStopper>,
+    udp_stop: UdpStopOnDrop,
 }
 
-/// Sets its flag when dropped: no UDP worker outlives the daemon, whichever way it leaves.
-#[derive(Debug)]
-struct StopFlag(Arc<AtomicBool>);
+/// Stops the UDP workers when dropped: none outlives the daemon, whichever way it leaves (a
+/// thread, unlike a task, is not ended with the runtime).
+#[derive(Debug, Default)]
+struct UdpStopOnDrop(Option<UdpStopper>);
 
-impl Drop for StopFlag {
+impl Drop for UdpStopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        if let Some(s) = &self.0 {
+            s.stop();
+        }
     }
 }
 
@@ -69,23 +75,29 @@ impl Listeners {
             connection_id_key,
             tasks: JoinSet::new(),
             shutdown,
-            udp_stop: StopFlag(Arc::new(AtomicBool::new(false))),
+            http_stop: None,
+            udp_stop: UdpStopOnDrop::default(),
         };
-        let http_config = Arc::new(config.http.clone());
+        let mut http_listeners = Vec::new();
         for addr in usable_binds(&config.http.bind, "http.bind") {
-            let (listener, local) = bind_named(addr, "the HTTP tracker", "http.bind")?;
-            l.http.push(local);
-            let mut rx = shutdown_rx.clone();
-            let stop = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            let fut = tracker_http::serve(
-                listener,
+            let (listener, _) = bind_named(addr, "the HTTP tracker", "http.bind")?;
+            http_listeners.push(listener);
+        }
+        if !http_listeners.is_empty() {
+            let http = HttpServer::start(
+                http_listeners,
                 Arc::clone(tracker),
-                Arc::clone(&http_config),
-                stop,
-            );
-            l.spawn_tcp("the HTTP tracker", local, fut);
+                Arc::new(config.http.clone()),
+            )
+            .context("starting the HTTP tracker ([http])")?;
+            l.http = http.local_addrs();
+            l.http_stop = Some(http.stopper());
+            let addrs = addr_list(&l.http);
+            l.tasks.spawn(async move {
+                http.join()
+                    .await
+                    .with_context(|| format!("the HTTP tracker on {addrs} failed"))
+            });
         }
         for &addr in &config.admin.bind {
             let (listener, local) = bind_named(addr, "the admin listener", "admin.bind")?;
@@ -98,15 +110,14 @@ impl Listeners {
             ..config.udp.clone()
         };
         if !udp_config.bind.is_empty() {
-            let server = UdpServer::start(
-                Arc::clone(tracker),
-                &udp_config,
-                connection_id_key,
-                Arc::clone(&l.udp_stop.0),
-            )
-            .context("starting the UDP tracker ([udp])")?;
+            let sockets =
+                UdpSockets::bind(&udp_config).context("binding the UDP tracker ([udp])")?;
+            let server =
+                UdpServer::start(Arc::clone(tracker), &udp_config, connection_id_key, sockets)
+                    .context("starting the UDP tracker ([udp])")?;
             l.udp = server.local_addrs();
             l.connection_id_key = server.connection_id_key();
+            l.udp_stop.0 = Some(server.stopper());
             l.tasks.spawn(async move {
                 match tokio::task::spawn_blocking(move || server.join()).await {
                     Ok(r) => r.context("the UDP tracker failed"),
@@ -146,7 +157,12 @@ impl Listeners {
     /// `timeout` for all of them; false if some did not stop in time.
     pub(crate) async fn stop(mut self, timeout: Duration) -> bool {
         let _ = self.shutdown.send(true);
-        self.udp_stop.0.store(true, Ordering::Release);
+        if let Some(s) = &self.http_stop {
+            s.stop();
+        }
+        if let Some(s) = &self.udp_stop.0 {
+            s.stop();
+        }
         let all = async {
             while let Some(done) = self.tasks.join_next().await {
                 match done {

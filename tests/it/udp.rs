@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -11,12 +11,12 @@ use tracker_core::{Clock, CoreConfig, Event, InfoHash, PeerId, Tracker, unix_now
 use tracker_udp::protocol::{
     self, AnnounceRequest, ConnectionId, Options, Response, TransactionId,
 };
-use tracker_udp::{UdpConfig, UdpServer};
+use tracker_udp::{UdpConfig, UdpServer, UdpSockets, UdpStopper};
 
 /// A running server with its tracker and stop flag; stopped (and joined) on drop.
 struct Server {
     tracker: Arc<Tracker>,
-    stop: Arc<AtomicBool>,
+    stop: UdpStopper,
     server: Option<UdpServer>,
     addrs: Vec<SocketAddr>,
 }
@@ -37,9 +37,9 @@ impl Server {
             recv_buffer_bytes: 4 << 20,
             ..UdpConfig::default()
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let server =
-            UdpServer::start(Arc::clone(&tracker), &config, key, Arc::clone(&stop)).unwrap();
+        let sockets = UdpSockets::bind(&config).unwrap();
+        let server = UdpServer::start(Arc::clone(&tracker), &config, key, sockets).unwrap();
+        let stop = server.stopper();
         let addrs = server.local_addrs();
         Self {
             tracker,
@@ -56,7 +56,7 @@ impl Server {
 
     /// Stops the workers and checks they exit promptly and cleanly.
     fn stop(mut self) -> Arc<Tracker> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         let started = Instant::now();
         let res = self.server.take().map(UdpServer::join);
         assert!(matches!(res, Some(Ok(()))), "{res:?}");
@@ -71,7 +71,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(s) = self.server.take() {
             let _ = s.join();
         }
@@ -527,35 +527,27 @@ fn configured_key_is_shared_by_instances_and_bad_config_is_refused() {
         read_timeout_ms: 50,
         ..UdpConfig::default()
     };
-    let stop = Arc::new(AtomicBool::new(false));
     let t1 = Arc::new(Tracker::new(CoreConfig::default()));
     let t2 = Arc::new(Tracker::new(CoreConfig::default()));
+    let start = |t: &Arc<Tracker>, key: [u8; 16]| {
+        let c = cfg("127.0.0.1:0");
+        UdpServer::start(Arc::clone(t), &c, key, UdpSockets::bind(&c).unwrap())
+    };
     // Two different start keys: the configured one wins on both.
-    let a = UdpServer::start(
-        Arc::clone(&t1),
-        &cfg("127.0.0.1:0"),
-        [1; 16],
-        Arc::clone(&stop),
-    )
-    .unwrap();
-    let b = UdpServer::start(
-        Arc::clone(&t2),
-        &cfg("127.0.0.1:0"),
-        [2; 16],
-        Arc::clone(&stop),
-    )
-    .unwrap();
+    let a = start(&t1, [1; 16]).unwrap();
+    let b = start(&t2, [2; 16]).unwrap();
     assert_eq!(a.connection_id_key()[15], 15);
     let cid = Client::new(a.local_addrs()[0]).connect();
     peers_of(Client::new(b.local_addrs()[0]).announce_with(cid, |_| {}, b""));
-    stop.store(true, Ordering::Relaxed);
+    a.stop();
+    b.stop();
     a.join().unwrap();
     b.join().unwrap();
     let bad = UdpConfig {
         connection_id_key: "nothex".into(),
         ..cfg("127.0.0.1:0")
     };
-    let err = UdpServer::start(t1, &bad, [0; 16], Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = UdpSockets::bind(&bad).unwrap_err();
     assert!(err.to_string().contains("connection_id_key"), "{err}");
 }
 

@@ -7,7 +7,8 @@
 //! What lives here: the `[http]` config section ([`HttpConfig`]), the raw-bytes query parser
 //! ([`query`]), the bencode reply writer ([`bencode`]), the client-IP rules ([`client_ip`]),
 //! routing ([`handler`]), request-head framing for the limits ([`head`]), connection slots
-//! (`slots`) and the accept loop ([`serve`]).
+//! (`slots`), the accept loop of one listener ([`serve`]) and [`HttpServer`], the running tracker
+//! on a set of bound listeners (start, `local_addrs`, stop, join: the UDP tracker's shape).
 //!
 //! What does not: the tracker rules and the swarm store (`tracker-core`), config file parsing,
 //! signals and listener binding (the daemon), the access rules and the per-address limiter
@@ -18,9 +19,11 @@ pub mod client_ip;
 pub mod config;
 pub mod handler;
 pub mod head;
+mod lifecycle;
 pub mod query;
 pub mod server;
 mod slots;
 
 pub use config::{Cidr, CidrError, HttpConfig, HttpConfigError};
+pub use lifecycle::{HttpServer, HttpStopper};
 pub use server::serve;

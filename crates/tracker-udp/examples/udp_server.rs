@@ -6,11 +6,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tracker_core::{CoreConfig, Tracker};
-use tracker_udp::{UdpConfig, UdpServer};
+use tracker_udp::{UdpConfig, UdpServer, UdpSockets};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -30,12 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         workers,
         ..UdpConfig::default()
     };
-    let server = UdpServer::start(
-        Arc::clone(&tracker),
-        &config,
-        rand::random(),
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let sockets = UdpSockets::bind(&config)?;
+    let server = UdpServer::start(Arc::clone(&tracker), &config, rand::random(), sockets)?;
     eprintln!("udp_server on {:?}", server.local_addrs());
     let ticker = Arc::clone(&tracker);
     std::thread::spawn(move || {

@@ -6,7 +6,8 @@
 //! responses written into caller buffers), signed stateless connection ids
 //! ([`connection_id`]), the request handler shared by the workers, tests and benches
 //! ([`handler`]), the socket workers (batched `recvmmsg` / `sendmmsg` on Linux, plain
-//! `recv_from` / `send_to` elsewhere) and [`UdpServer`], which the daemon starts from the `[udp]`
+//! `recv_from` / `send_to` elsewhere), [`UdpSockets`] (binding) and [`UdpServer`] (start,
+//! `local_addrs`, stop, join: the HTTP tracker's shape), which the daemon starts from the `[udp]`
 //! section of its config ([`UdpConfig`]).
 //!
 //! Access control: the handler asks tracker-core. In private mode the passkey comes from the
@@ -28,7 +29,7 @@ mod worker;
 pub use config::UdpConfig;
 pub use connection_id::ConnectionValidator;
 pub use handler::Handler;
-pub use server::UdpServer;
+pub use server::{UdpServer, UdpSockets, UdpStopper};
 
 use std::net::SocketAddr;
 

@@ -1,4 +1,4 @@
-//! [`UdpServer`]: binds the sockets and runs the worker threads.
+//! [`UdpSockets`] binds the sockets; [`UdpServer`] runs the worker threads on them.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -13,36 +13,27 @@ use crate::UdpError;
 use crate::config::UdpConfig;
 use crate::worker::{self, WorkerSettings};
 
-/// A running UDP tracker: `workers` threads, each with one socket per bind address.
+/// The sockets of a UDP tracker, bound but not yet served: one per worker per `bind` address,
+/// all of an address's on one port (`SO_REUSEPORT`). Binding is its own step so that a caller
+/// learns every bound address, or the one that failed, before anything runs.
 #[derive(Debug)]
-pub struct UdpServer {
+pub struct UdpSockets {
     addrs: Vec<SocketAddr>,
-    key: [u8; 16],
-    threads: Vec<JoinHandle<std::io::Result<()>>>,
+    per_worker: Vec<Vec<UdpSocket>>,
 }
 
-impl UdpServer {
-    /// Validates `config`, binds every socket, and starts the workers.
-    ///
-    /// Connection ids are signed with `key` (random at a first start, else the one the
-    /// snapshot kept), unless the config names a `connection_id_key`, which wins;
-    /// [`UdpServer::connection_id_key`] says which one is in use, for the next snapshot. Port 0
-    /// works: the first socket of each address binds it and the other workers bind the port it
-    /// got, with `SO_REUSEPORT`. Workers stop within `read_timeout_ms` of `shutdown` becoming
-    /// true.
-    pub fn start(
-        tracker: Arc<Tracker>,
-        config: &UdpConfig,
-        key: [u8; 16],
-        shutdown: Arc<AtomicBool>,
-    ) -> Result<UdpServer, UdpError> {
-        let key = config.validate()?.unwrap_or(key);
+impl UdpSockets {
+    /// Validates `config` and binds `effective_workers()` sockets for each `bind` address.
+    /// Port 0 works: the first socket of each address binds it and the other workers bind the
+    /// port it got.
+    pub fn bind(config: &UdpConfig) -> Result<UdpSockets, UdpError> {
+        config.validate()?;
         let workers = config.effective_workers();
-        let mut sockets: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::with_capacity(config.bind.len());
         for &want in &config.bind {
             let mut addr = want;
-            for (i, per_worker) in sockets.iter_mut().enumerate() {
+            for (i, socks) in per_worker.iter_mut().enumerate() {
                 let s =
                     bind(addr, config).map_err(|source| UdpError::Bind { addr: want, source })?;
                 if i == 0 {
@@ -51,13 +42,60 @@ impl UdpServer {
                         .map_err(|source| UdpError::Bind { addr: want, source })?;
                     addrs.push(addr);
                 }
-                per_worker.push(s);
+                socks.push(s);
             }
         }
+        Ok(UdpSockets { addrs, per_worker })
+    }
+
+    /// The addresses bound, one per `bind` entry, in order (with real ports).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+/// Tells a [`UdpServer`]'s workers to stop; cheap to clone and to keep after the server moved
+/// into whatever joins it. Workers notice within `read_timeout_ms`.
+#[derive(Debug, Clone)]
+pub struct UdpStopper(Arc<AtomicBool>);
+
+impl UdpStopper {
+    /// Asks every worker to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A running UDP tracker: `workers` threads, each with one socket per bind address. Its
+/// lifecycle is the HTTP tracker's: bound sockets in ([`UdpSockets::bind`], then
+/// [`UdpServer::start`]), [`UdpServer::local_addrs`], [`UdpServer::stop`], [`UdpServer::join`].
+#[derive(Debug)]
+pub struct UdpServer {
+    addrs: Vec<SocketAddr>,
+    key: [u8; 16],
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl UdpServer {
+    /// Starts one worker thread per socket set of `sockets` (bound from this `config`).
+    ///
+    /// Connection ids are signed with `key` (random at a first start, else the one the
+    /// snapshot kept), unless the config names a `connection_id_key`, which wins;
+    /// [`UdpServer::connection_id_key`] says which one is in use, for the next snapshot.
+    pub fn start(
+        tracker: Arc<Tracker>,
+        config: &UdpConfig,
+        key: [u8; 16],
+        sockets: UdpSockets,
+    ) -> Result<UdpServer, UdpError> {
+        let key = config.validate()?.unwrap_or(key);
+        let shutdown = Arc::new(AtomicBool::new(false));
         let settings = WorkerSettings::from_config(config, key);
-        let mut threads = Vec::with_capacity(workers);
-        if !config.bind.is_empty() {
-            for (i, socks) in sockets.into_iter().enumerate() {
+        let UdpSockets { addrs, per_worker } = sockets;
+        let mut threads = Vec::with_capacity(per_worker.len());
+        if !addrs.is_empty() {
+            for (i, socks) in per_worker.into_iter().enumerate() {
                 let tracker = Arc::clone(&tracker);
                 let flag = Arc::clone(&shutdown);
                 let settings = settings.clone();
@@ -84,8 +122,20 @@ impl UdpServer {
         Ok(UdpServer {
             addrs,
             key,
+            shutdown,
             threads,
         })
+    }
+
+    /// Asks every worker to stop; [`UdpServer::join`] then returns within `read_timeout_ms`.
+    pub fn stop(&self) {
+        self.stopper().stop();
+    }
+
+    /// A handle that stops this server, for whoever keeps it after the server moved into a
+    /// joining thread or task.
+    pub fn stopper(&self) -> UdpStopper {
+        UdpStopper(Arc::clone(&self.shutdown))
     }
 
     /// The key connection ids are signed with (what a snapshot should keep).
