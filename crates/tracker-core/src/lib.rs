@@ -5,11 +5,13 @@
 //!
 //! What lives here: the swarm store ([`Tracker`]: sharded `dashmap`, keyed hasher, one shard lock
 //! per announce), the announce / scrape / expiry rules of `DESIGN.md` section 3, the torrent
-//! index, the per-address abuse limits, statistics counters, the coarse clock and the JSON
-//! snapshot format.
+//! index, the per-address abuse limits, statistics counters, the coarse clock, the JSON
+//! snapshot format, and the `[protocol]`, `[swarm]`, `[access]` and `[limits]` config sections
+//! with their defaults and checks ([`config`], [`limits`]).
 //!
-//! What does not: sockets, async runtimes, wire codecs, configuration files. This crate is
-//! synchronous and does no I/O except reading and writing snapshot files when asked.
+//! What does not: sockets, async runtimes, wire codecs, parsing the config file (the daemon
+//! does; this crate defines its sections). It is synchronous, and its only I/O is on files it
+//! is asked to use: snapshots, the allow and deny lists, and the `.torrent` index directory.
 
 pub mod access;
 pub mod clock;
