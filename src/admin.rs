@@ -216,20 +216,7 @@ fn json_owned(status: StatusCode, body: String) -> Resp {
 
 /// `Authorization: Bearer <token>`, compared in constant time for equal lengths.
 fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-    else {
-        return false;
-    };
-    let want = token.as_bytes();
-    given.len() == want.len()
-        && given
-            .iter()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    tracker_http::full_scrape::bearer_matches(req.headers(), token)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Resp {

@@ -88,6 +88,7 @@ impl Listeners {
                 http_listeners,
                 Arc::clone(tracker),
                 Arc::new(config.http.clone()),
+                &config.admin.token,
             )
             .context("starting the HTTP tracker ([http])")?;
             l.http = http.local_addrs();

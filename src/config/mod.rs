@@ -277,6 +277,12 @@ impl Config {
         }
         p.extend(self.http.validate().err().map(|e| e.to_string()));
         p.extend(self.to_core().validate());
+        if self.http.full_scrape == tracker_http::FullScrape::Token && self.admin.token.is_empty() {
+            p.push(
+                "http.full_scrape = \"token\" needs admin.token (the bearer token it asks for)"
+                    .into(),
+            );
+        }
         let tok = &self.admin.token;
         if !tok.is_empty()
             && (tok.len() < 16 || tok.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -530,6 +536,15 @@ mod tests {
         let mut c = Config::default();
         c.protocol.min_interval = 2000;
         assert_eq!(c.validate().len(), 1);
+        let mut c = Config::default();
+        c.http.full_scrape = tracker_http::FullScrape::Token;
+        let p = c.validate();
+        assert!(
+            p.len() == 1 && p[0].starts_with("http.full_scrape"),
+            "{p:?}"
+        );
+        c.admin.token = "a-token-of-16-characters".into();
+        assert_eq!(c.validate(), Vec::<String>::new());
     }
 
     #[test]

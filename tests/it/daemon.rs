@@ -393,3 +393,37 @@ fn hardened_unit_passes_systemd_analyze_security() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn full_scrape_in_token_mode_takes_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "daemon-full-scrape-token";
+    let text = config(
+        dir.path(),
+        &format!("[admin]\nbind = [\"127.0.0.1:0\"]\ntoken = \"{token}\""),
+    )
+    .replace(
+        "[http]\nbind = [\"127.0.0.1:0\"]\n",
+        "[http]\nbind = [\"127.0.0.1:0\"]\nfull_scrape = \"token\"\n",
+    );
+    assert!(text.contains("full_scrape"), "{text}");
+    let d = Daemon::start(dir.path(), &text);
+    let reply = announce(d.http, &HASH, &[7; 20], 7001, 0);
+    assert!(dict_get(&reply, "failure reason").is_none());
+    let (_, body) = http_get(d.http, "/scrape", &[]);
+    let refused = bdecode(&body);
+    assert!(
+        dict_get(&refused, "failure reason").is_some(),
+        "{:?}",
+        String::from_utf8_lossy(&body)
+    );
+    let auth = format!("Bearer {token}");
+    let (status, body) = http_get(d.http, "/scrape", &[("Authorization", &auth)]);
+    assert_eq!(status, 200);
+    let v = bdecode(&body);
+    let Some(serde_bencode::value::Value::Dict(files)) = dict_get(&v, "files") else {
+        panic!("no files: {:?}", String::from_utf8_lossy(&body))
+    };
+    assert_eq!(files.len(), 1);
+    assert!(files.contains_key(HASH.as_slice()));
+}

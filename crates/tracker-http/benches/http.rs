@@ -1,5 +1,6 @@
 //! Query parsing and reply encoding, the CPU work of one HTTP announce outside hyper and the
-//! swarm store. `cargo bench -p tracker-http`.
+//! swarm store, and the build of a full scrape at 1M torrents (`TORRENTS` to change it; its
+//! sizes are printed). `cargo bench -p tracker-http`.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -96,5 +97,57 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, encode);
+/// One full-scrape build (walk, sort, encode, gzip) over a tracker of `TORRENTS` torrents
+/// (default 1,000,000), one peer each.
+fn full_scrape(c: &mut Criterion) {
+    use tracker_core::{AnnounceRequest, Clock, CompactPeers, CoreConfig, Event, PeerId, Tracker};
+    let n: u32 = std::env::var("TORRENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let now = 1_800_000_000;
+    let t = Tracker::with_clock(CoreConfig::default(), Clock::manual(now));
+    let mut sink = CompactPeers::default();
+    for i in 0..n {
+        // Hashes look random, as real ones do (and do not compress).
+        let mut h = [0u8; 20];
+        let mut x = u64::from(i).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        for chunk in h.chunks_mut(8) {
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let req = AnnounceRequest {
+            info_hash: InfoHash(h),
+            peer_id: PeerId([7; 20]),
+            ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i & 0xff_ffff))),
+            port: 6881,
+            event: Event::Started,
+            left: u64::from(i % 3),
+            numwant: Some(0),
+            max_peers: 50,
+            both_families: true,
+        };
+        let _ = t.announce(&req, now, &mut sink);
+    }
+    let b = tracker_http::full_scrape::Bodies::build(&t, now);
+    eprintln!(
+        "full scrape of {} torrents: {} bytes plain ({:.1} per torrent), {} gzip ({:.1} per torrent)",
+        b.torrents,
+        b.plain.len(),
+        b.plain.len() as f64 / b.torrents.max(1) as f64,
+        b.gzip.len(),
+        b.gzip.len() as f64 / b.torrents.max(1) as f64
+    );
+    let mut g = c.benchmark_group("full_scrape");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(u64::from(n)));
+    g.bench_function("build", |bch| {
+        bch.iter(|| black_box(tracker_http::full_scrape::Bodies::build(&t, now)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, encode, full_scrape);
 criterion_main!(benches);

@@ -6,6 +6,10 @@
 //! segment is checked (by tracker-core's access rules) before anything else; whitelist and
 //! blacklist refusals come back from the announce itself and from scrape counts.
 //!
+//! A scrape without `info_hash` is a full scrape: with `[http] full_scrape` on, it is answered
+//! from the [`FullScrapeCache`] (gzip when accepted; "token" mode needs the admin token as a
+//! bearer token; never in private mode), else with a failure reason.
+//!
 //! Before routing, every request asks tracker-core's per-address limiter (`[limits]`) about the
 //! client address (the one `X-Forwarded-For` names when the peer is a trusted proxy): over its
 //! rate or banned, it gets a failure reason and nothing else is done. A malformed tracker query
@@ -20,7 +24,8 @@ use tracker_core::{AnnounceRequest, Counters, InfoHash, PeerSink, Protocol, Trac
 
 use crate::bencode::{self, AnnounceReply, Peers};
 use crate::client_ip;
-use crate::config::HttpConfig;
+use crate::config::{FullScrape, HttpConfig};
+use crate::full_scrape::{self, FullScrapeCache};
 use crate::query::{self, QueryError};
 
 /// Where a path leads.
@@ -64,6 +69,8 @@ pub struct Reply {
     pub status: StatusCode,
     /// The bencoded body (empty for 404 / 405).
     pub body: Bytes,
+    /// Whether `body` is gzip-encoded (a full scrape to a client that accepts it).
+    pub gzip: bool,
 }
 
 /// Per-connection buffers, reused by every request on the connection so that the steady state
@@ -112,17 +119,29 @@ pub struct Handler {
     tracker: Arc<Tracker>,
     config: Arc<HttpConfig>,
     counters: Arc<Counters>,
+    full_scrape: Arc<FullScrapeCache>,
+    /// The admin token, for `full_scrape = "token"` ("" refuses every full scrape there).
+    full_scrape_token: String,
 }
 
 impl Handler {
     /// A handler; registers one HTTP counter block with the tracker's statistics.
     pub fn new(tracker: Arc<Tracker>, config: Arc<HttpConfig>) -> Self {
         let counters = tracker.stats().register(Protocol::Http);
+        let full_scrape = Arc::new(FullScrapeCache::new(config.full_scrape_cache_secs));
         Self {
             tracker,
             config,
             counters,
+            full_scrape,
+            full_scrape_token: String::new(),
         }
+    }
+
+    /// The bearer token `full_scrape = "token"` asks for (the daemon passes `admin.token`).
+    pub fn with_full_scrape_token(mut self, token: &str) -> Self {
+        self.full_scrape_token = token.to_owned();
+        self
     }
 
     /// The counter block of this server.
@@ -133,6 +152,16 @@ impl Handler {
     /// The configuration.
     pub fn config(&self) -> &HttpConfig {
         &self.config
+    }
+
+    /// The configuration, shared.
+    pub fn config_arc(&self) -> &Arc<HttpConfig> {
+        &self.config
+    }
+
+    /// The tracker this handler answers from.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
     }
 
     /// Answers one request.
@@ -173,12 +202,14 @@ impl Handler {
         let result = match self.tracker.check_passkey(passkey.map(str::as_bytes)) {
             Err(e) => Err(AnnounceFailure::Access(e)),
             Ok(()) => match route {
-                Route::Announce { .. } => self.announce(query, peer, seen, now, scratch),
-                Route::Scrape { .. } => self.scrape(query, now, scratch),
+                Route::Announce { .. } => self
+                    .announce(query, peer, seen, now, scratch)
+                    .map(|b| (b, false)),
+                Route::Scrape { .. } => self.scrape(query, headers, now, scratch),
                 Route::NotFound => return self.empty(StatusCode::NOT_FOUND),
             },
         };
-        let body = match result {
+        let (body, gzip) = match result {
             Ok(body) => body,
             Err(e) => {
                 Counters::inc(&self.counters.errors);
@@ -199,10 +230,13 @@ impl Handler {
                 ) {
                     Counters::inc(&self.counters.access_denied);
                 }
-                failure_body(&mut scratch.out, &e)
+                (failure_body(&mut scratch.out, &e), false)
             }
         };
-        self.ok(body)
+        Reply {
+            gzip,
+            ..self.ok(body)
+        }
     }
 
     /// A `200` with a bencoded body (a reply or a failure reason), counted in `bytes_out`.
@@ -211,6 +245,7 @@ impl Handler {
         Reply {
             status: StatusCode::OK,
             body,
+            gzip: false,
         }
     }
 
@@ -219,6 +254,7 @@ impl Handler {
         Reply {
             status,
             body: Bytes::new(),
+            gzip: false,
         }
     }
 
@@ -293,13 +329,24 @@ impl Handler {
         Ok(s.out.split().freeze())
     }
 
-    fn scrape(&self, query: &[u8], now: u32, s: &mut Scratch) -> Result<Bytes, AnnounceFailure> {
-        query::parse_scrape(
+    fn scrape(
+        &self,
+        query: &[u8],
+        headers: &HeaderMap,
+        now: u32,
+        s: &mut Scratch,
+    ) -> Result<(Bytes, bool), AnnounceFailure> {
+        match query::parse_scrape(
             query,
             self.config.max_query_bytes,
             self.config.max_scrape,
             &mut s.hashes,
-        )?;
+        ) {
+            Err(QueryError::NoHashes) if self.config.full_scrape != FullScrape::Off => {
+                return self.full_scrape(headers, now);
+            }
+            r => r?,
+        }
         // A bencode dict has unique keys in sorted order.
         s.hashes.sort_unstable();
         s.hashes.dedup();
@@ -310,9 +357,33 @@ impl Handler {
             &mut s.out,
             s.hashes.iter().map(|h| (h, tracker.scrape_one(h, now))),
         );
-        Ok(s.out.split().freeze())
+        Ok((s.out.split().freeze(), false))
+    }
+
+    /// Every torrent's counts, from the cache; gzip-encoded when the client accepts it.
+    fn full_scrape(&self, headers: &HeaderMap, now: u32) -> Result<(Bytes, bool), AnnounceFailure> {
+        if self.tracker.access().config().private {
+            return Err(AnnounceFailure::FullScrape(MSG_FULL_SCRAPE_PRIVATE));
+        }
+        if self.config.full_scrape == FullScrape::Token
+            && !full_scrape::bearer_matches(headers, &self.full_scrape_token)
+        {
+            return Err(AnnounceFailure::FullScrape(MSG_FULL_SCRAPE_TOKEN));
+        }
+        Counters::inc(&self.counters.scrapes);
+        let bodies = self.full_scrape.get(&self.tracker, now);
+        Ok(if full_scrape::accepts_gzip(headers) {
+            (bodies.gzip.clone(), true)
+        } else {
+            (bodies.plain.clone(), false)
+        })
     }
 }
+
+/// The failure reason of a full scrape in private mode.
+pub const MSG_FULL_SCRAPE_PRIVATE: &str = "full scrape is not available on a private tracker";
+/// The failure reason of a full scrape without the token in `full_scrape = "token"` mode.
+pub const MSG_FULL_SCRAPE_TOKEN: &str = "full scrape needs the admin token (Authorization: Bearer)";
 
 /// Why a tracker request failed: the text is the failure reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -329,6 +400,9 @@ enum AnnounceFailure {
     /// Banned by `limits.ban_threshold`.
     #[error("banned for a while: too many bad requests from your address")]
     Banned,
+    /// A full scrape this request may not have.
+    #[error("{0}")]
+    FullScrape(&'static str),
 }
 
 fn failure_body(out: &mut BytesMut, e: &dyn std::fmt::Display) -> Bytes {

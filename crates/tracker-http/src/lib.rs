@@ -17,6 +17,7 @@
 pub mod bencode;
 pub mod client_ip;
 pub mod config;
+pub mod full_scrape;
 pub mod handler;
 pub mod head;
 mod lifecycle;
@@ -24,6 +25,6 @@ pub mod query;
 pub mod server;
 mod slots;
 
-pub use config::{Cidr, CidrError, HttpConfig, HttpConfigError};
+pub use config::{Cidr, CidrError, FullScrape, HttpConfig, HttpConfigError};
 pub use lifecycle::{HttpServer, HttpStopper};
-pub use server::serve;
+pub use server::{serve, serve_handler};

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracker_core::Tracker;
 
 use crate::config::HttpConfig;
+use crate::handler::Handler;
 
 /// Tells an [`HttpServer`] to stop: its listeners stop accepting and their connections get
 /// `shutdown_timeout_ms` to finish. Cheap to clone and to keep after the server moved into
@@ -39,10 +40,13 @@ impl HttpServer {
     /// Validates `config` and serves every listener (already bound by the caller, so a bind
     /// failure is the caller's to name) on the current tokio runtime. `InvalidInput` if the
     /// config does not validate; nothing is started then.
+    /// `full_scrape_token` is what `full_scrape = "token"` asks for (the admin token; "" refuses
+    /// every full scrape in that mode). All listeners share one handler, so one counter block.
     pub fn start(
         listeners: Vec<TcpListener>,
         tracker: Arc<Tracker>,
         config: Arc<HttpConfig>,
+        full_scrape_token: &str,
     ) -> io::Result<HttpServer> {
         config
             .validate()
@@ -51,6 +55,8 @@ impl HttpServer {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<io::Result<Vec<_>>>()?;
+        let handler =
+            Arc::new(Handler::new(tracker, config).with_full_scrape_token(full_scrape_token));
         let (tx, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for listener in listeners {
@@ -58,10 +64,9 @@ impl HttpServer {
             let stopped = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            tasks.spawn(crate::serve(
+            tasks.spawn(crate::serve_handler(
                 listener,
-                Arc::clone(&tracker),
-                Arc::clone(&config),
+                Arc::clone(&handler),
                 stopped,
             ));
         }
@@ -124,7 +129,7 @@ mod tests {
         let b = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let want = vec![a.local_addr().unwrap(), b.local_addr().unwrap()];
         let server =
-            HttpServer::start(vec![a, b], tracker, Arc::new(HttpConfig::default())).unwrap();
+            HttpServer::start(vec![a, b], tracker, Arc::new(HttpConfig::default()), "").unwrap();
         assert_eq!(server.local_addrs(), want);
         for addr in &want {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -158,7 +163,7 @@ mod tests {
             max_connections: 0,
             ..HttpConfig::default()
         };
-        let err = HttpServer::start(vec![l], tracker, Arc::new(config)).unwrap_err();
+        let err = HttpServer::start(vec![l], tracker, Arc::new(config), "").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -40,7 +40,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -78,7 +78,21 @@ pub async fn serve(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let handler = Arc::new(Handler::new(Arc::clone(&tracker), Arc::clone(&config)));
+    serve_handler(listener, Arc::new(Handler::new(tracker, config)), shutdown).await
+}
+
+/// [`serve`] with a handler built by the caller: one shared by several listeners (one counter
+/// block), or one that knows the full-scrape token.
+pub async fn serve_handler(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let config = Arc::clone(handler.config_arc());
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tracker = Arc::clone(handler.tracker());
     let per_ip = Arc::new(PerIp::new(config.max_connections_per_ip));
     let limits = Limits {
         max_head: config.max_head_bytes,
@@ -222,6 +236,11 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
         let mut resp = Response::new(Full::new(reply.body));
         *resp.status_mut() = reply.status;
         resp.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN.clone());
+        if reply.gzip {
+            let h = resp.headers_mut();
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        }
         ready(Ok(resp))
     }
 }

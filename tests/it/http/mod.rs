@@ -107,6 +107,12 @@ impl Resp {
         serde_bencode::from_bytes(&self.body)
             .unwrap_or_else(|e| panic!("bencode {e}: {:?}", String::from_utf8_lossy(&self.body)))
     }
+    /// The body of a `200 text/plain` reply.
+    fn value_bytes(&self) -> Vec<u8> {
+        assert_eq!(self.status, 200);
+        assert_eq!(self.header("content-type"), Some("text/plain"));
+        self.body.clone()
+    }
     fn failure(&self) -> String {
         let v = self.value();
         match get(&v, "failure reason") {

@@ -387,6 +387,33 @@ impl Tracker {
         }
     }
 
+    /// Counts of every torrent held that the access rules allow (a full scrape), in no
+    /// particular order. Walks every shard, one read lock at a time; `out` runs under it, so it
+    /// must only copy (no I/O, no call into the tracker).
+    pub fn scrape_all(&self, now: u32, mut out: impl FnMut(&InfoHash, ScrapeCounts)) {
+        let open = self.access.is_open();
+        for r in self.swarms.iter() {
+            let (info_hash, s) = (r.key(), r.value());
+            if !open
+                && self
+                    .access
+                    .check_torrent(info_hash, s.meta().is_some())
+                    .is_err()
+            {
+                continue;
+            }
+            let (seeders, leechers) = s.live_counts(now);
+            out(
+                info_hash,
+                ScrapeCounts {
+                    seeders,
+                    leechers,
+                    downloaded: s.downloaded,
+                },
+            );
+        }
+    }
+
     /// Drops expired peers and torrents left with nothing, one shard lock at a time.
     pub fn sweep(&self, now: u32) -> SweepReport {
         let mut report = SweepReport::default();
