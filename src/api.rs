@@ -12,6 +12,8 @@
 //! | `GET /api/access` | mode and both lists | 200 |
 //! | `PUT` / `DELETE /api/access/{allow\|deny}/{info_hash}` | edit a list | 201 / 204, 200 if already so, 404 |
 //! | `POST /api/access/reload` | re-read the list files | 200, 400 |
+//! | `GET /api/access/clients` | client (peer id prefix) allow and deny lists | 200 |
+//! | `PUT` / `DELETE /api/access/clients/{allow\|deny}/{prefix}` | edit a client list | 201 / 204, 200 if already so, 400, 404 |
 //! | `GET /api/passkeys` | stored passkeys | 200 |
 //! | `POST /api/passkeys` | `{"key"?,"expires_in"?,"label"?}`; a key is generated if absent | 201, 400 |
 //! | `DELETE /api/passkeys/{key}` | revoke | 204, 404 |
@@ -177,6 +179,26 @@ pub fn handle(
                 )
             }
         }),
+        ("GET", ["access", "clients"]) => Ok(ok(200, &tracker.access().clients().lists())),
+        ("PUT", ["access", "clients", list @ ("allow" | "deny"), prefix]) => Ok(
+            match tracker.access().clients().add(*list == "deny", prefix) {
+                Ok(added) => ok(
+                    if added { 201 } else { 200 },
+                    &serde_json::json!({ "list": list, "prefix": prefix }),
+                ),
+                Err(e) => error(400, &e.to_string()),
+            },
+        ),
+        ("DELETE", ["access", "clients", list @ ("allow" | "deny"), prefix]) => Ok(
+            if tracker.access().clients().remove(*list == "deny", prefix) {
+                no_content()
+            } else {
+                error(
+                    404,
+                    &format!("{prefix} was not added to the client {list} list through the API"),
+                )
+            },
+        ),
         ("POST", ["access", "reload"]) => Ok(match tracker.reload_files() {
             Ok(report) => ok(200, &report),
             Err(e) => error(400, &e.to_string()),

@@ -8,6 +8,9 @@
 //!   requests, unknown paths) with `outcome="error"`.
 //! - `bad_connection_ids_total{protocol}`, `dropped_total{protocol}`, `access_denied_total{protocol}`,
 //!   `not_stored_total{protocol,what}`, `bytes_total{protocol,direction}`.
+//! - `announces_by_client_total{protocol,client}`: answered announces by client family, the
+//!   Azureus-style code of the peer id (`qB`, `TR`, `lt`, ...; a fixed list plus `other`, so
+//!   at most 25 values per protocol).
 //! - `rate_limited_total{protocol}`, `banned_requests_total{protocol}`, `bans_total{protocol}`,
 //!   `limits_table_entries{state}` (`used`, `banned`, `capacity`): the `[limits]` section.
 //! - `connections_closed_total{protocol,reason}`: HTTP connections the guards closed
@@ -134,6 +137,22 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
             &[("protocol", p)],
             c.access_denied,
         );
+    }
+    family(
+        &mut o,
+        "announces_by_client_total",
+        "counter",
+        "Announces answered, by client family (the peer id's Azureus-style code, or other).",
+    );
+    for (p, c) in protos {
+        for (client, n) in tracker_core::clients::CLIENT_FAMILIES.iter().zip(c.clients) {
+            sample(
+                &mut o,
+                "announces_by_client_total",
+                &[("protocol", p), ("client", client)],
+                n,
+            );
+        }
     }
     for (name, help, get) in [
         (

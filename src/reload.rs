@@ -1,5 +1,6 @@
 //! SIGHUP: what a reload re-reads and applies without a restart (the log filter, the access
-//! list files, the index directory), and what it only names as needing one.
+//! list files, the index directory, the client allow and deny lists), and what it only names as
+//! needing one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +39,14 @@ pub(crate) async fn reload(
                     }
                 }
             }
+            // Client filters: the config's prefixes replaced (the file was validated).
+            let (allow, deny) = (&new.access.client_allow, &new.access.client_deny);
+            if *allow != running.access.client_allow || *deny != running.access.client_deny {
+                tracker.access().clients().set_config(allow, deny);
+                running.access.client_allow = allow.clone();
+                running.access.client_deny = deny.clone();
+                applied.push("access.client_allow/client_deny");
+            }
             // Access list files: re-read; on error the old lists stay.
             let t = Arc::clone(tracker);
             match tokio::task::spawn_blocking(move || t.reload_files()).await {
@@ -68,11 +77,16 @@ pub(crate) async fn reload(
                 .filter(|s| {
                     let mut a = running.section_value(s);
                     let mut b = new.section_value(s);
-                    if *s == "log" {
-                        // The filter is applied live; only the format needs a restart.
-                        for v in [&mut a, &mut b].into_iter().flatten() {
-                            if let Some(t) = v.as_table_mut() {
-                                t.remove("filter");
+                    // Applied live above; the rest of these sections needs a restart.
+                    let live: &[&str] = match *s {
+                        "log" => &["filter"],
+                        "access" => &["client_allow", "client_deny"],
+                        _ => &[],
+                    };
+                    for v in [&mut a, &mut b].into_iter().flatten() {
+                        if let Some(t) = v.as_table_mut() {
+                            for k in live {
+                                t.remove(*k);
                             }
                         }
                     }

@@ -3,7 +3,8 @@
 //! and the `.torrent` index directory re-read on SIGHUP and on the API's reload.
 
 use super::api::*;
-use super::harness::{Daemon, announce, bdecode, dict_get, hex, http_get, pct};
+use super::harness::{Daemon, announce, bdecode, dict_get, hex, http_get, metrics, pct, sample};
+use std::net::SocketAddr;
 
 #[test]
 fn whitelist_over_http_and_udp_with_lists_reloaded_on_sighup() {
@@ -251,4 +252,99 @@ fn index_dir_is_reread_on_sighup_and_api_reload() {
         http_failure(d.http, "", &hash_of("v1_single.torrent")),
         "unregistered torrent"
     );
+}
+
+/// The failure reason of an HTTP announce, or None when it was answered.
+fn http_refusal(http: SocketAddr, ih: &[u8; 20], peer_id: &[u8; 20], port: u16) -> Option<String> {
+    let target = format!(
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left=5&compact=1",
+        pct(ih),
+        pct(peer_id)
+    );
+    let (status, body) = http_get(http, &target, &[]);
+    assert_eq!(status, 200);
+    match dict_get(&bdecode(&body), "failure reason") {
+        Some(serde_bencode::value::Value::Bytes(b)) => {
+            Some(String::from_utf8_lossy(b).into_owned())
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn client_filters_over_http_and_udp_reloaded_on_sighup_edited_by_the_api_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |deny: &str| cfg(dir.path(), &format!("client_deny = [{deny}]"));
+    let mut d = Daemon::start(dir.path(), &text("\"-UT2\""));
+    let (ut2, ut3, qb) = (
+        *b"-UT2210-utorrent-old",
+        *b"-UT3550-utorrent-new",
+        *b"-qB4650-qbittorrent1",
+    );
+    // Denied by the config, over both protocols; other clients are served.
+    assert_eq!(
+        http_refusal(d.http, &h(1), &ut2, 7001).as_deref(),
+        Some("client not allowed")
+    );
+    assert_eq!(
+        udp_announce_as(d.udp, &h(1), 7002, None, &ut2),
+        Err("client not allowed".into())
+    );
+    assert_eq!(http_refusal(d.http, &h(1), &ut3, 7003), None);
+    assert_eq!(http_refusal(d.http, &h(1), &qb, 7004), None);
+    assert!(udp_announce_as(d.udp, &h(1), 7005, None, &qb).is_ok());
+    // Counted by family, with a bounded label set.
+    let m = metrics(d.admin);
+    let by = |p: &str, c: &str| {
+        sample(
+            &m,
+            "mini_torrust_announces_by_client_total",
+            &[("protocol", p), ("client", c)],
+        )
+    };
+    assert_eq!(by("http", "qB"), 1.0);
+    assert_eq!(by("http", "UT"), 1.0);
+    assert_eq!(by("udp", "qB"), 1.0);
+    assert_eq!(by("udp", "other"), 0.0);
+    // The API adds to the lists (and shows both sources).
+    assert_eq!(
+        api(d.admin, "PUT", "/api/access/clients/deny/-qB", "", b"").0,
+        201
+    );
+    assert_eq!(
+        api(
+            d.admin,
+            "PUT",
+            "/api/access/clients/deny/-a-prefix-longer-than-twenty-bytes",
+            "",
+            b""
+        )
+        .0,
+        400
+    );
+    let (status, lists) = api(d.admin, "GET", "/api/access/clients", "", b"");
+    assert_eq!(status, 200);
+    assert_eq!(lists["deny"], serde_json::json!(["-UT2", "-qB"]));
+    assert_eq!(
+        http_refusal(d.http, &h(1), &qb, 7004).as_deref(),
+        Some("client not allowed")
+    );
+    // SIGHUP replaces the config's prefixes; the API's stay.
+    std::fs::write(dir.path().join("config.toml"), text("")).unwrap();
+    d.signal("HUP");
+    d.wait_message(|m| m.lines().any(|l| l == "READY=1") && !m.contains("RELOADING"));
+    assert_eq!(http_refusal(d.http, &h(1), &ut2, 7001), None);
+    assert_eq!(
+        http_refusal(d.http, &h(1), &qb, 7004).as_deref(),
+        Some("client not allowed")
+    );
+    assert_eq!(
+        api(d.admin, "DELETE", "/api/access/clients/deny/-qB", "", b"").0,
+        204
+    );
+    assert_eq!(
+        api(d.admin, "DELETE", "/api/access/clients/deny/-qB", "", b"").0,
+        404
+    );
+    assert_eq!(http_refusal(d.http, &h(1), &qb, 7004), None);
 }

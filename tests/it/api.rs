@@ -105,6 +105,17 @@ pub(super) fn udp_announce(
     port: u16,
     url_data: Option<&str>,
 ) -> Result<(u32, u32), String> {
+    udp_announce_as(udp, info_hash, port, url_data, b"-MT0001-udp-api-0000")
+}
+
+/// [`udp_announce`] with the given peer id.
+pub(super) fn udp_announce_as(
+    udp: SocketAddr,
+    info_hash: &[u8; 20],
+    port: u16,
+    url_data: Option<&str>,
+    peer_id: &[u8; 20],
+) -> Result<(u32, u32), String> {
     let conn = udp_connect(udp);
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -113,7 +124,7 @@ pub(super) fn udp_announce(
     p.extend_from_slice(&1u32.to_be_bytes());
     p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
     p.extend_from_slice(info_hash);
-    p.extend_from_slice(b"-MT0001-udp-api-0000");
+    p.extend_from_slice(peer_id);
     p.extend_from_slice(&0u64.to_be_bytes()); // downloaded
     p.extend_from_slice(&5u64.to_be_bytes()); // left
     p.extend_from_slice(&0u64.to_be_bytes()); // uploaded

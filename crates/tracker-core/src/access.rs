@@ -34,6 +34,7 @@ use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::clients::ClientFilter;
 use crate::config::AccessConfig;
 use crate::types::InfoHash;
 
@@ -65,6 +66,8 @@ pub enum AccessError {
     PasskeyMissing,
     /// Private mode and the passkey is unknown, malformed, revoked or expired.
     PasskeyInvalid,
+    /// The peer id's client is denied, or not on the client allow list.
+    ClientNotAllowed,
 }
 
 impl AccessError {
@@ -75,6 +78,7 @@ impl AccessError {
             AccessError::Blacklisted => "torrent is blacklisted",
             AccessError::PasskeyMissing => "passkey required",
             AccessError::PasskeyInvalid => "invalid passkey",
+            AccessError::ClientNotAllowed => "client not allowed",
         }
     }
 }
@@ -199,6 +203,12 @@ pub struct AccessState {
     /// Per-user minimum version of stateless keys (user id -> version).
     #[serde(default)]
     pub min_versions: Vec<(u32, u16)>,
+    /// Client (peer id) prefixes allowed through the API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_allow: Vec<String>,
+    /// Client (peer id) prefixes denied through the API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_deny: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +233,7 @@ pub struct Access {
     config: AccessConfig,
     lists: ArcSwap<Lists>,
     keys: ArcSwap<Keys>,
+    clients: ClientFilter,
     /// Serialises writers (API edits, reloads); readers never take it.
     edit: std::sync::Mutex<()>,
 }
@@ -232,12 +243,20 @@ const MAC_DOMAIN: &[u8] = b"mini-torrust passkey v1";
 impl Access {
     /// Access control with no lists loaded yet (call [`Access::reload_files`]).
     pub fn new(config: AccessConfig) -> Self {
+        let clients = ClientFilter::default();
+        clients.set_config(&config.client_allow, &config.client_deny);
         Self {
             config,
             lists: ArcSwap::from_pointee(Lists::default()),
             keys: ArcSwap::from_pointee(Keys::default()),
+            clients,
             edit: std::sync::Mutex::new(()),
         }
+    }
+
+    /// The client (peer id prefix) filter.
+    pub fn clients(&self) -> &ClientFilter {
+        &self.clients
     }
 
     /// The settings.
@@ -416,7 +435,10 @@ impl Access {
             deny: l.api_deny.iter().copied().collect(),
             passkeys: k.stored.values().cloned().collect(),
             min_versions: k.min_versions.iter().map(|(u, v)| (*u, *v)).collect(),
+            client_allow: Vec::new(),
+            client_deny: Vec::new(),
         };
+        (s.client_allow, s.client_deny) = self.clients.api_lists();
         s.allow.sort();
         s.deny.sort();
         s.passkeys.sort_by_key(|e| e.key);
@@ -435,6 +457,7 @@ impl Access {
             k.stored.extend(s.passkeys.into_iter().map(|e| (e.key, e)));
             k.min_versions.extend(s.min_versions);
         });
+        self.clients.restore_api(&s.client_allow, &s.client_deny);
     }
 }
 
@@ -652,5 +675,29 @@ mod tests {
             b.check_passkey(Some(s.as_str().as_bytes()), 0),
             Err(AccessError::PasskeyInvalid)
         );
+    }
+
+    #[test]
+    fn api_client_prefixes_are_kept_in_the_state_and_config_ones_are_not() {
+        let a = Access::new(AccessConfig {
+            client_deny: vec!["-UT2".into()],
+            ..Default::default()
+        });
+        a.clients().add(false, "-qB").unwrap();
+        a.clients().add(true, "-XL").unwrap();
+        let s = a.state();
+        assert_eq!(
+            (s.client_allow.clone(), s.client_deny.clone()),
+            (vec!["-qB".to_owned()], vec!["-XL".to_owned()])
+        );
+        let json = serde_json::to_string(&s).unwrap();
+        let b = Access::new(AccessConfig::default());
+        b.restore_state(serde_json::from_str(&json).unwrap());
+        assert!(!b.clients().allows(&crate::PeerId(*b"-XL0012-xunlei-00000")));
+        assert!(b.clients().allows(&crate::PeerId(*b"-qB4650-qbittorrent1")));
+        assert!(!b.clients().allows(&crate::PeerId(*b"-TR4000-transmission")));
+        // A state without client lists (an older snapshot) still loads.
+        let old: AccessState = serde_json::from_str(r#"{"allow":[],"deny":[]}"#).unwrap();
+        assert!(old.client_allow.is_empty());
     }
 }

@@ -188,6 +188,13 @@ pub struct AccessConfig {
     /// start, on SIGHUP and on POST /api/access/reload. New files are added; an entry whose
     /// file is gone is removed; entries added through the API are never touched. "" = none.
     pub index_dir: String,
+    /// Peer id prefixes of the only clients allowed to announce, e.g. ["-qB", "-TR", "-lt"]
+    /// (1 to 20 printable characters each); others get "client not allowed". Empty: every
+    /// client not denied. Replaced on SIGHUP; the admin API adds more (kept in the snapshot).
+    pub client_allow: Vec<String>,
+    /// Peer id prefixes of clients refused ("client not allowed"), e.g. ["-UT2", "-XL"]; a
+    /// deny wins over an allow. Replaced on SIGHUP; the admin API adds more.
+    pub client_deny: Vec<String>,
 }
 
 impl AccessConfig {
@@ -228,6 +235,16 @@ impl AccessConfig {
         {
             p.push(format!("access.index_dir ({}): {e}", self.index_dir));
         }
+        for (name, list) in [
+            ("access.client_allow", &self.client_allow),
+            ("access.client_deny", &self.client_deny),
+        ] {
+            for prefix in list {
+                if let Err(e) = crate::clients::check_prefix(prefix) {
+                    p.push(format!("{name}: {e}"));
+                }
+            }
+        }
         if !self.passkey_secret.is_empty() && self.passkey_secret.len() < 16 {
             p.push("access.passkey_secret must be empty or at least 16 characters".into());
         }
@@ -244,6 +261,8 @@ impl fmt::Debug for AccessConfig {
             .field("deny_file", &self.deny_file)
             .field("passkey_secret", &redacted(&self.passkey_secret))
             .field("index_dir", &self.index_dir)
+            .field("client_allow", &self.client_allow)
+            .field("client_deny", &self.client_deny)
             .finish()
     }
 }

@@ -14,6 +14,7 @@
 //! is asked to use: snapshots, the allow and deny lists, and the `.torrent` index directory.
 
 pub mod access;
+pub mod clients;
 pub mod clock;
 pub mod config;
 mod fast_rng;

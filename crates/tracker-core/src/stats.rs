@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::clients::CLIENT_FAMILIES;
 use crate::types::Protocol;
 
 macro_rules! counters {
@@ -16,12 +17,16 @@ macro_rules! counters {
         #[repr(align(128))]
         pub struct Counters {
             $($(#[$doc])* pub $field: AtomicU64,)*
+            /// Of `announces`: by client family, indexed as [`CLIENT_FAMILIES`].
+            pub clients: [AtomicU64; CLIENT_FAMILIES.len()],
         }
 
         /// A point-in-time sum of counters.
         #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
         pub struct CounterValues {
             $($(#[$doc])* pub $field: u64,)*
+            /// Of `announces`: by client family, indexed as [`CLIENT_FAMILIES`].
+            pub clients: [u64; CLIENT_FAMILIES.len()],
         }
 
         /// The same counts in plain integers, for a request path that counts locally and
@@ -29,11 +34,16 @@ macro_rules! counters {
         #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
         pub struct LocalCounts {
             $($(#[$doc])* pub $field: u64,)*
+            /// Of `announces`: by client family, indexed as [`CLIENT_FAMILIES`].
+            pub clients: [u64; CLIENT_FAMILIES.len()],
         }
 
         impl Counters {
             fn add_to(&self, v: &mut CounterValues) {
                 $(v.$field += self.$field.load(Ordering::Relaxed);)*
+                for (v, c) in v.clients.iter_mut().zip(&self.clients) {
+                    *v += c.load(Ordering::Relaxed);
+                }
             }
 
             /// Every counter with its field name, in declaration order (for checks that each
@@ -49,6 +59,11 @@ macro_rules! counters {
                 $(if self.$field != 0 {
                     Counters::add(&c.$field, self.$field);
                 })*
+                for (n, c) in self.clients.iter().zip(&c.clients) {
+                    if *n != 0 {
+                        Counters::add(c, *n);
+                    }
+                }
                 *self = Self::default();
             }
         }

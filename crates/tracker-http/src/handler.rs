@@ -296,6 +296,7 @@ impl Handler {
             .announce(&req, now, &mut sink)
             .map_err(AnnounceFailure::Rule)?;
         Counters::inc(&self.counters.announces);
+        Counters::inc(&self.counters.clients[tracker_core::clients::client_family(&a.peer_id.0)]);
         match o.stored {
             tracker_core::Stored::SwarmFull => Counters::inc(&self.counters.peers_not_stored),
             tracker_core::Stored::TorrentLimit => Counters::inc(&self.counters.torrents_not_stored),

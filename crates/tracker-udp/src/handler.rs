@@ -265,6 +265,7 @@ impl Handler {
                     Stored::Stored | Stored::Removed => {}
                 }
                 self.counts.announces += 1;
+                self.counts.clients[tracker_core::clients::client_family(&a.peer_id.0)] += 1;
                 w.finish(a.transaction_id, o.interval, o.leechers, o.seeders)
             }
             Err(AnnounceError::PortZero) => {

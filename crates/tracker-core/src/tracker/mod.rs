@@ -280,6 +280,9 @@ impl Tracker {
         if req.port == 0 {
             return Err(AnnounceError::PortZero);
         }
+        if !self.access.clients().allows(&req.peer_id) {
+            return Err(AnnounceError::Access(AccessError::ClientNotAllowed));
+        }
         let want = req
             .numwant
             .unwrap_or(self.config.protocol.default_numwant)

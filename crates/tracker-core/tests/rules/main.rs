@@ -687,3 +687,24 @@ fn index_dir_is_synced_on_reload_and_api_entries_are_left_alone() {
     });
     assert!(gone.reload_files().is_err());
 }
+
+#[test]
+fn a_denied_client_is_refused_before_anything_is_stored() {
+    let t = tracker_with(CoreConfig {
+        access: AccessConfig {
+            client_deny: vec!["-UT2".into()],
+            ..Default::default()
+        },
+        ..CoreConfig::default()
+    });
+    let mut r = req(1, ip4(1), 1000, 5, Event::Started);
+    r.peer_id = PeerId(*b"-UT2210-utorrent-old");
+    let err = t
+        .announce(&r, T0, &mut CompactPeers::default())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "client not allowed");
+    assert_eq!(t.torrent_count(), 0);
+    r.peer_id = PeerId(*b"-UT3550-utorrent-new");
+    announce(&t, &r);
+    assert_eq!(counts(&t, 1).leechers, 1);
+}
