@@ -7,4 +7,5 @@ mod daemon;
 mod harness;
 mod hostile;
 mod http;
+mod monitoring;
 mod udp;
