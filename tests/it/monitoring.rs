@@ -1,8 +1,9 @@
 //! What monitoring reads: `/metrics` checked by a real parser of the Prometheus text format
-//! (Python's `prometheus_client`, Debian's `python3-prometheus-client`), and every metric the
-//! shipped Grafana dashboard and alert rules query (`contrib/`) exported by a running daemon.
+//! (Python's `prometheus_client`, Debian's `python3-prometheus-client`), the alert rules loaded
+//! as YAML and checked for their fields, and every metric the shipped Grafana dashboard and
+//! alert rules query (`contrib/`) exported by a running daemon.
 //!
-//! Without `prometheus_client` the parser check is skipped with a printed reason, unless
+//! Without those Python modules the parser checks are skipped with a printed reason, unless
 //! `MINI_TORRUST_REQUIRE_TOOLS=1` (set by `.ci/run`, which installs it) makes that a failure.
 
 use std::collections::BTreeSet;
@@ -111,7 +112,7 @@ fn dashboard_and_alerts_query_only_exported_metrics_and_metrics_parse() {
         "python3"
     };
     let have = Command::new(python)
-        .args(["-c", "import prometheus_client"])
+        .args(["-c", "import prometheus_client, yaml"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
@@ -121,14 +122,30 @@ fn dashboard_and_alerts_query_only_exported_metrics_and_metrics_parse() {
             "python3-prometheus-client is required here (MINI_TORRUST_REQUIRE_TOOLS=1)"
         );
         println!(
-            "skipping the prometheus_client parse: python3 module prometheus_client missing (apt-get install python3-prometheus-client)"
+            "skipping the prometheus_client and YAML checks: python3 modules missing (apt-get install python3-prometheus-client python3-yaml)"
         );
         return;
     }
+    let rules = "import sys, yaml\n\
+        doc = yaml.safe_load(sys.stdin.read())\n\
+        rules = [r for g in doc['groups'] for r in g['rules']]\n\
+        for r in rules:\n\
+        \x20   assert r['alert'] and r['expr'] and r['labels']['severity'] and r['annotations']['summary'], r\n\
+        print(len(rules))\n";
+    let out = run_python(python, rules, alerts);
+    let n: usize = out.trim().parse().unwrap();
+    assert!(n >= 5, "alert rules loaded: {out}");
     let script = "import sys\n\
         from prometheus_client.parser import text_string_to_metric_families\n\
         fams = list(text_string_to_metric_families(sys.stdin.read()))\n\
         print(len(fams), sum(len(f.samples) for f in fams))\n";
+    let said = run_python(python, script, &metrics);
+    let n: usize = said.split(' ').next().unwrap().trim().parse().unwrap();
+    assert_eq!(n, exported.len(), "families parsed: {said}");
+}
+
+/// Runs a Python `script` with `input` on stdin; its stdout. Fails the test if it fails.
+fn run_python(python: &str, script: &str, input: &str) -> String {
     let mut child = Command::new(python)
         .args(["-c", script])
         .stdin(Stdio::piped())
@@ -140,15 +157,13 @@ fn dashboard_and_alerts_query_only_exported_metrics_and_metrics_parse() {
         .stdin
         .take()
         .unwrap()
-        .write_all(metrics.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "prometheus_client refused /metrics: {}",
+        "{python} refused its input: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    let n: usize = said.split(' ').next().unwrap().trim().parse().unwrap();
-    assert_eq!(n, exported.len(), "families parsed: {said}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
