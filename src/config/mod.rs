@@ -277,6 +277,12 @@ impl Config {
         }
         p.extend(self.http.validate().err().map(|e| e.to_string()));
         p.extend(self.to_core().validate());
+        if self.http.full_scrape != tracker_http::FullScrape::Off && self.access.private {
+            p.push(
+                "http.full_scrape must be \"off\" when access.private is true (a private tracker refuses full scrapes)"
+                    .into(),
+            );
+        }
         if self.http.full_scrape == tracker_http::FullScrape::Token && self.admin.token.is_empty() {
             p.push(
                 "http.full_scrape = \"token\" needs admin.token (the bearer token it asks for)"
@@ -545,6 +551,9 @@ mod tests {
         );
         c.admin.token = "a-token-of-16-characters".into();
         assert_eq!(c.validate(), Vec::<String>::new());
+        c.access.private = true;
+        let p = c.validate();
+        assert!(p.len() == 1 && p[0].contains("access.private"), "{p:?}");
     }
 
     #[test]

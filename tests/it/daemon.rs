@@ -418,9 +418,19 @@ fn full_scrape_in_token_mode_takes_the_admin_token() {
         String::from_utf8_lossy(&body)
     );
     let auth = format!("Bearer {token}");
-    let (status, body) = http_get(d.http, "/scrape", &[("Authorization", &auth)]);
-    assert_eq!(status, 200);
-    let v = bdecode(&body);
+    // The first build runs in the background: retry while the tracker asks to.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let (status, body) = http_get(d.http, "/scrape", &[("Authorization", &auth)]);
+        assert_eq!(status, 200);
+        let v = bdecode(&body);
+        if dict_get(&v, "failure reason").is_none() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let body = serde_bencode::to_bytes(&v).unwrap();
     let Some(serde_bencode::value::Value::Dict(files)) = dict_get(&v, "files") else {
         panic!("no files: {:?}", String::from_utf8_lossy(&body))
     };

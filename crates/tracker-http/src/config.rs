@@ -70,7 +70,8 @@ pub struct HttpConfig {
     /// "public" answers every torrent's counts (a BEP 48 `files` dict, gzip-encoded for clients
     /// that accept it); "token" does so only for requests with `Authorization: Bearer
     /// <admin.token>`. Always refused in private mode. The reply is built at most once every
-    /// `full_scrape_cache_secs`, never per request.
+    /// `full_scrape_cache_secs`, never per request, in the background: until the first build
+    /// has finished, a full scrape is asked to retry in a few seconds.
     pub full_scrape: FullScrape,
     /// How old a full-scrape reply may get before it is rebuilt, in seconds, 1 to 3600. Its
     /// memory is the plain and the gzip body, 70 and about 22 bytes per torrent held (92 MB at
@@ -118,8 +119,9 @@ pub enum HttpConfigError {
     },
 }
 
-/// Who gets a full scrape (`[http] full_scrape`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Who gets a full scrape (`[http] full_scrape`). Also read from the boolean of earlier
+/// versions: `false` is "off"; `true` (which those refused) names the choices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FullScrape {
     /// Nobody: a scrape without `info_hash` gets a failure reason.
@@ -129,6 +131,32 @@ pub enum FullScrape {
     Public,
     /// Requests carrying the admin token as a bearer token.
     Token,
+}
+
+impl<'de> Deserialize<'de> for FullScrape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        let choices = r#"expected "off", "public" or "token""#;
+        match Raw::deserialize(d)? {
+            Raw::Bool(false) => Ok(FullScrape::Off),
+            Raw::Bool(true) => Err(serde::de::Error::custom(format!(
+                "full_scrape is no longer a boolean: {choices}"
+            ))),
+            Raw::Text(t) => match t.as_str() {
+                "off" => Ok(FullScrape::Off),
+                "public" => Ok(FullScrape::Public),
+                "token" => Ok(FullScrape::Token),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown full_scrape {other:?}: {choices}"
+                ))),
+            },
+        }
+    }
 }
 
 impl HttpConfig {
@@ -311,7 +339,12 @@ mod tests {
         assert!(c.validate().is_err());
         let c: HttpConfig = toml::from_str("full_scrape = \"token\"").unwrap();
         assert_eq!(c.full_scrape, FullScrape::Token);
-        assert!(toml::from_str::<HttpConfig>("full_scrape = true").is_err());
+        let e = toml::from_str::<HttpConfig>("full_scrape = true").unwrap_err();
+        assert!(e.to_string().contains("\"public\""), "{e}");
+        // The boolean of earlier versions' shipped config.toml still loads.
+        let c: HttpConfig = toml::from_str("full_scrape = false").unwrap();
+        assert_eq!(c.full_scrape, FullScrape::Off);
+        assert!(toml::from_str::<HttpConfig>("full_scrape = \"all\"").is_err());
         let c = HttpConfig {
             max_scrape: 0,
             ..Default::default()

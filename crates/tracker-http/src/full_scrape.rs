@@ -2,15 +2,16 @@
 //! counts as one BEP 48 `files` dict, sorted by info hash, with a gzip copy.
 //!
 //! A full scrape of a large tracker is megabytes, and building it walks every shard. So it is
-//! never built per request: [`FullScrapeCache`] keeps the last bodies and rebuilds them at most
-//! once every `full_scrape_cache_secs`. A request that finds them stale is answered with them at
-//! once, while one background thread builds the next; only the very first full scrape waits for
-//! a build (concurrent first requests wait for that same build). Memory: the plain and gzip
-//! bodies (70 and about 22 bytes per torrent), and during a rebuild the new pair plus a
+//! never built per request, and never on a request's thread: [`FullScrapeCache`] keeps the last
+//! bodies and has one background thread rebuild them at most once every
+//! `full_scrape_cache_secs`. A request that finds them stale is answered with them at once; the
+//! first requests, before any build has finished, get a failure reason asking them to retry, so
+//! no runtime worker ever waits for a build. Memory: the plain and gzip bodies (70 and about 22
+//! bytes per torrent, trimmed to their length), and during a rebuild the new pair plus a
 //! `(hash, counts)` list of 32 bytes per torrent, all bounded by `[swarm] max_torrents`.
 
 use std::io::Write as _;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
@@ -41,18 +42,26 @@ impl Bodies {
         let mut all: Vec<(InfoHash, ScrapeCounts)> = Vec::with_capacity(tracker.torrent_count());
         tracker.scrape_all(now, |h, c| all.push((*h, c)));
         all.sort_unstable_by_key(|e| e.0);
-        let mut out = BytesMut::with_capacity(bencode::scrape_len(all.len()));
+        let torrents = all.len();
+        let mut out = BytesMut::with_capacity(bencode::scrape_len(torrents));
         bencode::scrape(&mut out, all.iter().map(|(h, c)| (h, *c)));
-        let plain = out.freeze();
+        drop(all);
+        // `scrape_len` is an upper bound: keep only the bytes (a copy is cheaper than 40 %
+        // more memory held for the cache's lifetime).
+        let plain = Bytes::copy_from_slice(&out);
+        drop(out);
         let mut gz = GzEncoder::new(Vec::with_capacity(plain.len() / 2), Compression::fast());
         // Writing into a Vec cannot fail.
         let gzip = match gz.write_all(&plain).and_then(|()| gz.finish()) {
-            Ok(v) => Bytes::from(v),
+            Ok(mut v) => {
+                v.shrink_to_fit();
+                Bytes::from(v)
+            }
             Err(_) => Bytes::new(),
         };
         Bodies {
             built_at: now,
-            torrents: all.len(),
+            torrents,
             plain,
             gzip,
         }
@@ -64,7 +73,6 @@ impl Bodies {
 pub struct FullScrapeCache {
     max_age: u32,
     state: Mutex<State>,
-    built: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -79,38 +87,24 @@ impl FullScrapeCache {
         Self {
             max_age: max_age.max(1),
             state: Mutex::new(State::default()),
-            built: Condvar::new(),
         }
     }
 
-    /// The bodies to answer with at `now`: the cached ones (starting a background rebuild when
-    /// they are stale), or, the first time, freshly built ones. The lock is never held during a
-    /// build.
-    pub fn get(self: &Arc<Self>, tracker: &Arc<Tracker>, now: u32) -> Arc<Bodies> {
+    /// The bodies to answer with at `now`, if a build has finished: the cached ones, starting a
+    /// background rebuild when they are stale (or when there are none yet and no build runs).
+    /// Never builds on the caller's thread; the lock is only held to read or swap.
+    pub fn get(self: &Arc<Self>, tracker: &Arc<Tracker>, now: u32) -> Option<Arc<Bodies>> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            match &st.bodies {
-                Some(b) => {
-                    let b = Arc::clone(b);
-                    if now.saturating_sub(b.built_at) >= self.max_age && !st.building {
-                        st.building = true;
-                        drop(st);
-                        self.rebuild_in_background(tracker);
-                    }
-                    return b;
-                }
-                None if st.building => {
-                    st = self.built.wait(st).unwrap_or_else(PoisonError::into_inner);
-                }
-                None => {
-                    st.building = true;
-                    drop(st);
-                    let b = Arc::new(Bodies::build(tracker, now));
-                    self.store(Some(Arc::clone(&b)));
-                    return b;
-                }
-            }
+        let bodies = st.bodies.clone();
+        let stale = bodies
+            .as_ref()
+            .is_none_or(|b| now.saturating_sub(b.built_at) >= self.max_age);
+        if stale && !st.building {
+            st.building = true;
+            drop(st);
+            self.rebuild_in_background(tracker);
         }
+        bodies
     }
 
     fn rebuild_in_background(self: &Arc<Self>, tracker: &Arc<Tracker>) {
@@ -118,12 +112,14 @@ impl FullScrapeCache {
         let spawned = std::thread::Builder::new()
             .name("full-scrape".into())
             .spawn(move || {
+                // Ends the build whatever happens, a panic included, so a later request can
+                // start another.
+                let mut done = EndBuild(&cache, None);
                 let now = tracker.clock().now();
-                let b = Bodies::build(&tracker, now);
-                cache.store(Some(Arc::new(b)));
+                done.1 = Some(Arc::new(Bodies::build(&tracker, now)));
             });
         if spawned.is_err() {
-            // Serve the stale bodies and try again on a later request.
+            // Serve the stale bodies (if any) and try again on a later request.
             self.store(None);
         }
     }
@@ -135,26 +131,41 @@ impl FullScrapeCache {
             st.bodies = Some(b);
         }
         st.building = false;
-        self.built.notify_all();
     }
 }
 
-/// Whether `headers` accept a gzip-encoded body (`Accept-Encoding: gzip`, not with `q=0`).
+/// Ends a build when dropped, storing what it built (nothing if it unwound).
+struct EndBuild<'a>(&'a FullScrapeCache, Option<Arc<Bodies>>);
+
+impl Drop for EndBuild<'_> {
+    fn drop(&mut self) {
+        self.0.store(self.1.take());
+    }
+}
+
+/// Whether `headers` accept a gzip-encoded body: `Accept-Encoding` names `gzip` with a non-zero
+/// `q` or, when it does not name `gzip` at all, `*` with a non-zero `q`.
 pub fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut star) = (None, None);
+    for item in headers
         .get_all(ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            let q_zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
-        })
+    {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let q_zero = parts.any(|p| {
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        if coding.eq_ignore_ascii_case("gzip") {
+            gzip = Some(!q_zero);
+        } else if coding == "*" {
+            star = Some(!q_zero);
+        }
+    }
+    gzip.or(star).unwrap_or(false)
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time for
@@ -162,7 +173,11 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
 pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = headers
         .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|v| v.as_bytes())
+        .and_then(|v| {
+            let scheme = v.get(..7)?;
+            scheme.eq_ignore_ascii_case(b"bearer ").then(|| &v[7..])
+        })
     else {
         return false;
     };
@@ -228,21 +243,37 @@ mod tests {
         assert_eq!(un, b.plain);
     }
 
+    /// Polls `cache` until a build has finished.
+    fn built(cache: &Arc<FullScrapeCache>, t: &Arc<Tracker>, now: u32) -> Arc<Bodies> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(b) = cache.get(t, now) {
+                return b;
+            }
+            assert!(std::time::Instant::now() < deadline, "never built");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn stale_bodies_are_served_while_one_rebuild_runs() {
         let t = tracker_with(2);
         let cache = Arc::new(FullScrapeCache::new(60));
-        let first = cache.get(&t, 1_000_000);
+        assert!(
+            cache.get(&t, 1_000_000).is_none(),
+            "the first build runs in the background"
+        );
+        let first = built(&cache, &t, 1_000_000);
         assert_eq!(first.torrents, 2);
         // Fresh: the same bodies.
-        assert!(Arc::ptr_eq(&first, &cache.get(&t, 1_000_059)));
+        assert!(Arc::ptr_eq(&first, &cache.get(&t, 1_000_059).unwrap()));
         // Stale: still the same bodies at once, and a rebuild that replaces them.
         let t3 = tracker_with(3);
-        let stale = cache.get(&t3, 1_000_060);
+        let stale = cache.get(&t3, 1_000_060).unwrap();
         assert!(Arc::ptr_eq(&first, &stale));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let b = cache.get(&t3, 1_000_060);
+            let b = cache.get(&t3, 1_000_060).unwrap();
             if b.torrents == 3 {
                 break;
             }
@@ -262,6 +293,8 @@ mod tests {
         assert!(accepts_gzip(&h(ACCEPT_ENCODING, "deflate, GZIP;q=0.5")));
         assert!(accepts_gzip(&h(ACCEPT_ENCODING, "*")));
         assert!(!accepts_gzip(&h(ACCEPT_ENCODING, "gzip;q=0")));
+        assert!(!accepts_gzip(&h(ACCEPT_ENCODING, "gzip;q=0, *")));
+        assert!(!accepts_gzip(&h(ACCEPT_ENCODING, "*;q=0")));
         assert!(!accepts_gzip(&h(ACCEPT_ENCODING, "br, deflate")));
         assert!(!accepts_gzip(&HeaderMap::new()));
         let token = "a-token-of-16-chars";
@@ -278,5 +311,9 @@ mod tests {
             token
         ));
         assert!(!bearer_matches(&h(AUTHORIZATION, "Bearer "), ""));
+        assert!(bearer_matches(
+            &h(AUTHORIZATION, "bearer a-token-of-16-chars"),
+            token
+        ));
     }
 }

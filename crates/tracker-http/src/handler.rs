@@ -71,6 +71,9 @@ pub struct Reply {
     pub body: Bytes,
     /// Whether `body` is gzip-encoded (a full scrape to a client that accepts it).
     pub gzip: bool,
+    /// Whether the body depends on `Accept-Encoding` (every full-scrape reply), so that caches
+    /// are told `Vary: accept-encoding`.
+    pub vary_encoding: bool,
 }
 
 /// Per-connection buffers, reused by every request on the connection so that the steady state
@@ -204,12 +207,12 @@ impl Handler {
             Ok(()) => match route {
                 Route::Announce { .. } => self
                     .announce(query, peer, seen, now, scratch)
-                    .map(|b| (b, false)),
+                    .map(|b| (b, None)),
                 Route::Scrape { .. } => self.scrape(query, headers, now, scratch),
                 Route::NotFound => return self.empty(StatusCode::NOT_FOUND),
             },
         };
-        let (body, gzip) = match result {
+        let (body, encoding) = match result {
             Ok(body) => body,
             Err(e) => {
                 Counters::inc(&self.counters.errors);
@@ -230,11 +233,12 @@ impl Handler {
                 ) {
                     Counters::inc(&self.counters.access_denied);
                 }
-                (failure_body(&mut scratch.out, &e), false)
+                (failure_body(&mut scratch.out, &e), None)
             }
         };
         Reply {
-            gzip,
+            gzip: encoding == Some(true),
+            vary_encoding: encoding.is_some(),
             ..self.ok(body)
         }
     }
@@ -246,6 +250,7 @@ impl Handler {
             status: StatusCode::OK,
             body,
             gzip: false,
+            vary_encoding: false,
         }
     }
 
@@ -255,6 +260,7 @@ impl Handler {
             status,
             body: Bytes::new(),
             gzip: false,
+            vary_encoding: false,
         }
     }
 
@@ -336,7 +342,7 @@ impl Handler {
         headers: &HeaderMap,
         now: u32,
         s: &mut Scratch,
-    ) -> Result<(Bytes, bool), AnnounceFailure> {
+    ) -> Result<(Bytes, Option<bool>), AnnounceFailure> {
         match query::parse_scrape(
             query,
             self.config.max_query_bytes,
@@ -358,11 +364,16 @@ impl Handler {
             &mut s.out,
             s.hashes.iter().map(|h| (h, tracker.scrape_one(h, now))),
         );
-        Ok((s.out.split().freeze(), false))
+        Ok((s.out.split().freeze(), None))
     }
 
-    /// Every torrent's counts, from the cache; gzip-encoded when the client accepts it.
-    fn full_scrape(&self, headers: &HeaderMap, now: u32) -> Result<(Bytes, bool), AnnounceFailure> {
+    /// Every torrent's counts, from the cache; gzip-encoded when the client accepts it (the
+    /// `Some(gzip)` of the result says the reply depends on `Accept-Encoding`).
+    fn full_scrape(
+        &self,
+        headers: &HeaderMap,
+        now: u32,
+    ) -> Result<(Bytes, Option<bool>), AnnounceFailure> {
         if self.tracker.access().config().private {
             return Err(AnnounceFailure::FullScrape(MSG_FULL_SCRAPE_PRIVATE));
         }
@@ -371,18 +382,22 @@ impl Handler {
         {
             return Err(AnnounceFailure::FullScrape(MSG_FULL_SCRAPE_TOKEN));
         }
+        let Some(bodies) = self.full_scrape.get(&self.tracker, now) else {
+            return Err(AnnounceFailure::FullScrape(MSG_FULL_SCRAPE_BUILDING));
+        };
         Counters::inc(&self.counters.scrapes);
-        let bodies = self.full_scrape.get(&self.tracker, now);
         Ok(if full_scrape::accepts_gzip(headers) {
-            (bodies.gzip.clone(), true)
+            (bodies.gzip.clone(), Some(true))
         } else {
-            (bodies.plain.clone(), false)
+            (bodies.plain.clone(), Some(false))
         })
     }
 }
 
 /// The failure reason of a full scrape in private mode.
 pub const MSG_FULL_SCRAPE_PRIVATE: &str = "full scrape is not available on a private tracker";
+/// The failure reason of a full scrape before the first build has finished.
+pub const MSG_FULL_SCRAPE_BUILDING: &str = "full scrape is being prepared; retry in a few seconds";
 /// The failure reason of a full scrape without the token in `full_scrape = "token"` mode.
 pub const MSG_FULL_SCRAPE_TOKEN: &str = "full scrape needs the admin token (Authorization: Bearer)";
 

@@ -236,10 +236,13 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
         let mut resp = Response::new(Full::new(reply.body));
         *resp.status_mut() = reply.status;
         resp.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN.clone());
+        if reply.vary_encoding {
+            resp.headers_mut()
+                .insert(VARY, HeaderValue::from_static("accept-encoding"));
+        }
         if reply.gzip {
-            let h = resp.headers_mut();
-            h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+            resp.headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         ready(Ok(resp))
     }

@@ -92,6 +92,27 @@ fn full_files(body: &[u8]) -> HashMap<Vec<u8>, (i64, i64, i64)> {
         .collect()
 }
 
+/// A full scrape, once the first build has finished (until then the tracker asks to retry).
+async fn full_scrape(c: &mut Client, headers: &str) -> Resp {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.get_with("/scrape", headers).await;
+        let building = serde_bencode::from_bytes::<Value>(&r.body).is_ok_and(|v| {
+            matches!(v, Value::Dict(ref d) if d.get(&b"failure reason"[..]).is_some_and(|f| {
+                matches!(f, Value::Bytes(b) if b == tracker_http::handler::MSG_FULL_SCRAPE_BUILDING.as_bytes())
+            }))
+        });
+        if !building {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first full scrape was never built"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn gunzip(b: &[u8]) -> Vec<u8> {
     use std::io::Read as _;
     let mut out = Vec::new();
@@ -127,8 +148,9 @@ async fn full_scrape_is_off_by_default_and_public_lists_every_torrent_from_a_cac
                 .value();
         }
     }
-    let full = c.get("/scrape").await;
+    let full = full_scrape(&mut c, "").await;
     assert_eq!(full.header("content-encoding"), None);
+    assert_eq!(full.header("vary"), Some("accept-encoding"));
     let files = full_files(&full.value_bytes());
     assert_eq!(files.len(), 3);
     // Each torrent's counts equal its own scrape.
@@ -224,9 +246,7 @@ async fn full_scrape_is_refused_on_a_private_tracker_and_without_the_token() {
             .failure(),
         tracker_http::handler::MSG_FULL_SCRAPE_TOKEN
     );
-    let ok = c
-        .get_with("/scrape", &format!("authorization: Bearer {token}\r\n"))
-        .await;
+    let ok = full_scrape(&mut c, &format!("authorization: Bearer {token}\r\n")).await;
     assert_eq!(full_files(&ok.value_bytes()).len(), 1);
     server.stop();
     timeout(T, server.join()).await.unwrap().unwrap();
