@@ -43,6 +43,11 @@ struct Cli {
     /// Validate the configuration, list every problem, and exit 0 (valid) or 1 (not).
     #[arg(long)]
     check_config: bool,
+    /// Send SIGHUP to the running daemon with this process id (the unit's `$MAINPID`) and
+    /// exit: what `ExecReload=` runs, so that reload needs no `/bin/kill` (minimal images and
+    /// containers have none). Reads no configuration.
+    #[arg(long, value_name = "PID", conflicts_with_all = ["print_config", "check_config"])]
+    reload_pid: Option<i32>,
     /// For subcommands: the admin listener's `host:port` (default: the first `admin.bind`).
     #[arg(
         long,
@@ -86,6 +91,15 @@ pub(crate) fn env_vars() -> impl Iterator<Item = (String, String)> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(pid) = cli.reload_pid {
+        return match notify::send_sighup(pid) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mini-torrust: cannot signal process {pid}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let source = match cli.config {
         Some(p) => Source::File(p),
         None if Path::new("config.toml").is_file() => Source::File(PathBuf::from("config.toml")),

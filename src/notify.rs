@@ -1,6 +1,7 @@
 //! systemd's `sd_notify` protocol: datagrams like `READY=1` sent to the unix socket named by
 //! `NOTIFY_SOCKET` (a path, or an abstract name starting with `@`), and the watchdog interval
 //! from `WATCHDOG_USEC` / `WATCHDOG_PID`. Without `NOTIFY_SOCKET` every call does nothing.
+//! Also the other direction of a reload: [`send_sighup`], what the unit's `ExecReload=` runs.
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -79,6 +80,26 @@ pub fn watchdog_interval() -> Option<Duration> {
         }
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Sends SIGHUP to `pid` (`--reload-pid`, the unit's `ExecReload=`): the reload signal without
+/// `/bin/kill`, which minimal images lack. Refuses pids below 2 (0 and negative ones name
+/// process groups, 1 is init).
+pub fn send_sighup(pid: i32) -> io::Result<()> {
+    if pid < 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a daemon's process id",
+        ));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::kill(pid, libc::SIGHUP) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -437,3 +437,45 @@ fn full_scrape_in_token_mode_takes_the_admin_token() {
     assert_eq!(files.len(), 1);
     assert!(files.contains_key(HASH.as_slice()));
 }
+
+#[test]
+fn reload_pid_sends_the_reload_signal_without_a_kill_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), "[admin]\nbind = [\"127.0.0.1:0\"]");
+    let mut d = Daemon::start(dir.path(), &text);
+    // What the unit's ExecReload= runs; an empty PATH shows it needs no other program.
+    let out = command(dir.path())
+        .env("PATH", "")
+        .args(["--reload-pid", &d.pid().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Panics unless the daemon logs the reload within the deadline.
+    d.wait_log("config reloaded");
+    // Not a daemon's pid: refused, exit 1, nothing signalled.
+    for bad in ["0", "1", "-5"] {
+        let out = command(dir.path())
+            .args([&format!("--reload-pid={bad}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot signal"));
+    }
+}
+
+#[test]
+fn the_shipped_unit_reloads_through_the_binary() {
+    let unit = include_str!("../../systemd/mini-torrust.service");
+    let reload: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecReload="))
+        .collect();
+    assert_eq!(
+        reload,
+        ["ExecReload=/usr/local/bin/mini-torrust --reload-pid $MAINPID"]
+    );
+}

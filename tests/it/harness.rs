@@ -185,6 +185,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(super) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
