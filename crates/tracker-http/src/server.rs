@@ -75,9 +75,7 @@ pub async fn serve(
     config: Arc<HttpConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // `serve_handler` validates the config.
     serve_handler(listener, Arc::new(Handler::new(tracker, config)), shutdown).await
 }
 

@@ -358,24 +358,35 @@ impl Tracker {
     /// A torrent the access rules refuse scrapes as unknown (zeros).
     pub fn scrape_one(&self, info_hash: &InfoHash, now: u32) -> ScrapeCounts {
         let info_hash = self.resolve(info_hash);
-        let open = self.access.is_open();
-        match self.swarms.get(&info_hash) {
-            Some(s)
-                if open
-                    || self
-                        .access
-                        .check_torrent(&info_hash, s.meta().is_some())
-                        .is_ok() =>
-            {
-                let (seeders, leechers) = s.live_counts(now);
-                ScrapeCounts {
-                    seeders,
-                    leechers,
-                    downloaded: s.downloaded,
-                }
-            }
-            _ => ScrapeCounts::default(),
+        self.swarms
+            .get(&info_hash)
+            .and_then(|s| self.visible_counts(&info_hash, &s, self.access.is_open(), now))
+            .unwrap_or_default()
+    }
+
+    /// A swarm's live counts, or `None` when the access rules refuse the torrent (`open`:
+    /// [`Access::is_open`], read once by the caller).
+    fn visible_counts(
+        &self,
+        info_hash: &InfoHash,
+        s: &Swarm,
+        open: bool,
+        now: u32,
+    ) -> Option<ScrapeCounts> {
+        if !open
+            && self
+                .access
+                .check_torrent(info_hash, s.meta().is_some())
+                .is_err()
+        {
+            return None;
         }
+        let (seeders, leechers) = s.live_counts(now);
+        Some(ScrapeCounts {
+            seeders,
+            leechers,
+            downloaded: s.downloaded,
+        })
     }
 
     /// Counts of each hash, in order, handed to `out` (no allocation).
@@ -396,24 +407,9 @@ impl Tracker {
     pub fn scrape_all(&self, now: u32, mut out: impl FnMut(&InfoHash, ScrapeCounts)) {
         let open = self.access.is_open();
         for r in self.swarms.iter() {
-            let (info_hash, s) = (r.key(), r.value());
-            if !open
-                && self
-                    .access
-                    .check_torrent(info_hash, s.meta().is_some())
-                    .is_err()
-            {
-                continue;
+            if let Some(c) = self.visible_counts(r.key(), r.value(), open, now) {
+                out(r.key(), c);
             }
-            let (seeders, leechers) = s.live_counts(now);
-            out(
-                info_hash,
-                ScrapeCounts {
-                    seeders,
-                    leechers,
-                    downloaded: s.downloaded,
-                },
-            );
         }
     }
 
