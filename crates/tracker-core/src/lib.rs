@@ -6,7 +6,7 @@
 //! What lives here: the swarm store ([`Tracker`]: sharded `dashmap`, keyed hasher, one shard lock
 //! per announce), the announce / scrape / expiry rules of `DESIGN.md` section 3, the torrent
 //! index, the per-address abuse limits, statistics counters, the coarse clock, the JSON
-//! snapshot format, and the `[protocol]`, `[swarm]`, `[access]` and `[limits]` config sections
+//! snapshot format, the change records cluster mode replicates ([`changes`]), and the `[protocol]`, `[swarm]`, `[access]` and `[limits]` config sections
 //! with their defaults and checks ([`config`], [`limits`]).
 //!
 //! What does not: sockets, async runtimes, wire codecs, parsing the config file (the daemon
@@ -14,6 +14,7 @@
 //! is asked to use: snapshots, the allow and deny lists, and the `.torrent` index directory.
 
 pub mod access;
+pub mod changes;
 pub mod clients;
 pub mod clock;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod tracker;
 pub mod types;
 
 pub use access::{Access, AccessError, AccessMode, AccessState, Passkey, PasskeyEntry};
+pub use changes::{Change, ChangeKind, CompactAddr};
 pub use clock::{Clock, unix_now};
 pub use config::{AccessConfig, CoreConfig, ProtocolConfig, SwarmConfig};
 pub use limits::{Limiter, LimitsConfig, TableFill, Verdict};

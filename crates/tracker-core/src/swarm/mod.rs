@@ -63,6 +63,7 @@ use crate::types::{Event, PeerStatus, compact_v4, compact_v6, socket_from_v4, so
 
 mod list;
 mod peer;
+mod remote;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -172,6 +173,12 @@ pub(crate) struct SwarmReply {
     pub downloaded: u32,
     pub peers_v4: u32,
     pub peers_v6: u32,
+    /// The announcer is a seeder now.
+    pub seeder: bool,
+    /// The announcer's completed download has been counted (now or before).
+    pub completed: bool,
+    /// This announce counted a completed download.
+    pub counted: bool,
 }
 
 /// An operation on one family's list, run by `Swarm::with_v4` / `with_v6` on whichever layout
@@ -190,7 +197,7 @@ struct ApplyOp<'u, const N: usize> {
 }
 
 impl<const N: usize> ListOp<N> for ApplyOp<'_, N> {
-    type Out = (Stored, Option<usize>, bool, bool);
+    type Out = (Stored, Option<usize>, bool, bool, bool);
     fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
         apply(l, self.addr, self.u, self.offset, self.total)
     }
@@ -238,22 +245,22 @@ impl<const N: usize> ListOp<N> for PutOp<N> {
 
 /// Applies one announce to a list: insert, update or remove the announcer. `offset` is the
 /// announcer's new expiry relative to the swarm's epoch. Returns what happened, the announcer's
-/// position (to exclude it from the reply), whether it is a seeder now, and whether a completed
-/// download must be counted.
+/// position (to exclude it from the reply), whether it is a seeder now, whether a completed
+/// download must be counted, and whether the peer's completed download is counted now.
 fn apply<const N: usize, L: PeerListMut<N>>(
     list: &mut ListMut<'_, N, L>,
     addr: [u8; N],
     u: &Update,
     offset: u16,
     total_peers: usize,
-) -> (Stored, Option<usize>, bool, bool) {
+) -> (Stored, Option<usize>, bool, bool, bool) {
     let seeder = u.left == 0;
     let pos = list.find(&addr);
     if u.event == Event::Stopped {
         if let Some(pos) = pos {
             list.remove(pos);
         }
-        return (Stored::Removed, None, seeder, false);
+        return (Stored::Removed, None, seeder, false, false);
     }
     let flags = if seeder { SEEDER } else { 0 };
     match pos {
@@ -272,12 +279,12 @@ fn apply<const N: usize, L: PeerListMut<N>>(
                 (true, false) => *list.seeders -= 1,
                 _ => {}
             }
-            (Stored::Stored, Some(pos), seeder, count)
+            (Stored::Stored, Some(pos), seeder, count, already || count)
         }
         None => {
             let count = seeder && u.event == Event::Completed;
             if total_peers >= u.max_peers {
-                return (Stored::SwarmFull, None, seeder, count);
+                return (Stored::SwarmFull, None, seeder, count, count);
             }
             let mut peer = Peer {
                 addr,
@@ -286,7 +293,13 @@ fn apply<const N: usize, L: PeerListMut<N>>(
             };
             peer.set_meta(flags | if count { COMPLETED } else { 0 }, offset);
             list.push(peer);
-            (Stored::Stored, Some(list.peers.len() - 1), seeder, count)
+            (
+                Stored::Stored,
+                Some(list.peers.len() - 1),
+                seeder,
+                count,
+                count,
+            )
         }
     }
 }
@@ -495,29 +508,29 @@ impl Swarm {
             (_, IpAddr::V4(_)) => self.v4().start_window(u.want),
             (_, IpAddr::V6(_)) => self.v6().start_window(u.want),
         };
-        let (stored, own_pos, seeder, count, is_v4) = match u.ip {
+        let (stored, own_pos, seeder, count, completed, is_v4) = match u.ip {
             IpAddr::V4(ip) => {
                 let addr = compact_v4(ip, u.port);
-                let (st, pos, seeder, count) = self.with_v4(ApplyOp {
+                let (st, pos, seeder, count, done) = self.with_v4(ApplyOp {
                     addr,
                     u,
                     offset,
                     total,
                 });
-                (st, pos, seeder, count, true)
+                (st, pos, seeder, count, done, true)
             }
             IpAddr::V6(_) if u.event == Event::Stopped && self.ext.is_none() => {
-                (Stored::Removed, None, u.left == 0, false, false)
+                (Stored::Removed, None, u.left == 0, false, false, false)
             }
             IpAddr::V6(ip) => {
                 let addr = compact_v6(ip, u.port);
-                let (st, pos, seeder, count) = self.with_v6(ApplyOp {
+                let (st, pos, seeder, count, done) = self.with_v6(ApplyOp {
                     addr,
                     u,
                     offset,
                     total,
                 });
-                (st, pos, seeder, count, false)
+                (st, pos, seeder, count, done, false)
             }
         };
         if count {
@@ -531,6 +544,9 @@ impl Swarm {
             seeders,
             leechers,
             downloaded: self.downloaded,
+            seeder,
+            completed,
+            counted: count,
             ..Default::default()
         };
         if stored == Stored::Removed {

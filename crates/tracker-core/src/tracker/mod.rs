@@ -26,6 +26,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::{DashMap, SharedValue};
 
 use crate::access::{Access, AccessError};
+use crate::changes::ChangeLog;
 use crate::clock::Clock;
 use crate::config::CoreConfig;
 use crate::limits::Limiter;
@@ -35,6 +36,7 @@ use crate::swarm::{IndexMeta, MAX_PEER_TIMEOUT, Stored, Swarm, SwarmReply, Updat
 use crate::types::{Event, InfoHash, PeerId, canonical_ip};
 
 mod index;
+mod remote;
 mod shards;
 
 pub use index::{
@@ -169,6 +171,9 @@ pub struct Tracker {
     /// Per shard: where its table's slots are, as last seen under the shard's lock, so that
     /// [`Tracker::prefetch_announce`] can aim a prefetch without taking a lock.
     hints: Box<[ShardHint]>,
+    /// Change records for a replicator (cluster mode); `None` (the default) costs the announce
+    /// one predictable branch. See [`crate::changes`].
+    changes: Option<ChangeLog>,
 }
 
 impl Tracker {
@@ -207,6 +212,7 @@ impl Tracker {
             stats: Stats::default(),
             snapshot_write: Mutex::new(()),
             hints,
+            changes: None,
         }
     }
 
@@ -339,6 +345,11 @@ impl Tracker {
                 }
             }
         };
+        // Cluster mode: what changed, recorded under the same shard lock (no second lock, no
+        // allocation). One predictable branch when off.
+        if let Some(log) = &self.changes {
+            remote::record(log, shard, &info_hash, &update, stored, &reply);
+        }
         // After a possible insert (which may have moved the table).
         self.hints[shard].update(table.data_end().as_ptr() as usize, table.buckets() - 1);
         drop(table);
