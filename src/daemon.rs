@@ -38,7 +38,12 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         Notifier::from_env().context("opening the systemd notification socket (NOTIFY_SOCKET)")?;
     let notifier = notifier.as_ref();
     let state = Arc::new(DaemonState::new(started));
-    let tracker = Arc::new(Tracker::new(config.to_core()));
+    let mut tracker = Tracker::new(config.to_core());
+    if config.cluster.enabled() {
+        // Cluster mode: announces record what they change for the cluster writer.
+        tracker = tracker.with_change_log(config.cluster.ring_capacity);
+    }
+    let tracker = Arc::new(tracker);
 
     let restored_key = if config.snapshot.enabled {
         jobs::restore(&tracker, &config.snapshot.path).await?
@@ -71,11 +76,34 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         state: Arc::clone(&state),
         token: config.admin.token.clone(),
     });
-    // A first start draws a random connection-id key; later ones keep the snapshot's.
-    let key = restored_key.unwrap_or_else(rand::random);
+    // A first start draws a random connection-id key; later ones keep the snapshot's. In
+    // cluster mode the first node's key, shared through Redis, wins.
+    let mut key = restored_key.unwrap_or_else(rand::random);
+    let mut cluster = None;
+    if config.cluster.enabled() {
+        let c = tracker_cluster::start(Arc::clone(&tracker), &config.cluster, key)
+            .await
+            .context("starting cluster mode ([cluster])")?;
+        tracing::info!(
+            node = %config.cluster.node_name(),
+            loaded_torrents = c.loaded.map(|l| l.torrents),
+            loaded_peers = c.loaded.map(|l| l.peers),
+            shared_key = c.key_shared,
+            "cluster mode: joined"
+        );
+        key = c.connection_id_key;
+        cluster = Some(c);
+    }
     let mut listeners = Listeners::start(&config, &tracker, &admin_ctx, key)?;
     let key = listeners.connection_id_key;
     let mut jobs = jobs::start(&config, &tracker, &state, key);
+    if let Some(c) = cluster.as_mut() {
+        // The cluster's writer and reader never return: either one ending is a job failure.
+        let mut tasks = std::mem::take(&mut c.tasks);
+        jobs.spawn(async move {
+            tasks.join_next().await;
+        });
+    }
 
     let counts = {
         let t = Arc::clone(&tracker);

@@ -51,6 +51,8 @@ pub struct Config {
     pub access: tracker_core::AccessConfig,
     /// `[limits]`: per-address request rates and bans (tracker-core's own struct).
     pub limits: tracker_core::LimitsConfig,
+    /// `[cluster]`: several nodes sharing swarms through Redis (tracker-cluster's own struct).
+    pub cluster: tracker_cluster::ClusterConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
 }
@@ -263,6 +265,7 @@ impl Config {
             snapshot: s.get("snapshot"),
             access: s.get("access"),
             limits: s.get("limits"),
+            cluster: s.get("cluster"),
             log: s.get("log"),
         };
         Ok((config, problems, failed))
@@ -289,6 +292,7 @@ impl Config {
                     .into(),
             );
         }
+        p.extend(self.cluster.validate().err().map(|e| e.to_string()));
         let tok = &self.admin.token;
         if !tok.is_empty()
             && (tok.len() < 16 || tok.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -334,6 +338,9 @@ impl Config {
         }
         if !c.access.passkey_secret.is_empty() {
             c.access.passkey_secret = "<redacted>".into();
+        }
+        if c.cluster.redis_url.contains('@') {
+            c.cluster.redis_url = "<redacted>".into();
         }
         template::render(&c)
     }

@@ -52,6 +52,7 @@ pub fn render(config: &Config) -> Result<String, String> {
     section(&mut out, "snapshot", &config.snapshot)?;
     section(&mut out, "access", &config.access)?;
     section(&mut out, "limits", &config.limits)?;
+    section(&mut out, "cluster", &config.cluster)?;
     section(&mut out, "log", &config.log)?;
     Ok(out)
 }

@@ -1,0 +1,104 @@
+//! The reader: follows the replication stream (`XREAD BLOCK`) on its own connection (a
+//! blocking read would hold up every other command on a shared, multiplexed one) and applies
+//! every other node's batches to this node's memory. Its own entries (same instance id) are
+//! skipped: they are already in memory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::StreamReadReply;
+use tracker_core::Tracker;
+
+use crate::batch::{self, Item};
+use crate::{ClusterError, Shared};
+
+/// How long one `XREAD` blocks, in milliseconds.
+const BLOCK_MS: u64 = 500;
+/// Most entries one `XREAD` returns.
+const COUNT: usize = 256;
+/// How long to wait before trying again after Redis failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub(crate) struct Reader {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) con: Option<ConnectionManager>,
+    /// The last entry applied (or skipped); `$` until the first one when it was not known.
+    pub(crate) last_id: String,
+}
+
+impl Reader {
+    pub(crate) async fn run(mut self) {
+        let mut items = Vec::new();
+        loop {
+            match self.read_once(&mut items).await {
+                Ok(()) => {}
+                Err(e) => {
+                    self.shared
+                        .status
+                        .read_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "cluster: reading the replication log failed");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+    }
+
+    async fn read_once(&mut self, items: &mut Vec<Item>) -> Result<(), ClusterError> {
+        if self.con.is_none() {
+            let extra = Duration::from_millis(BLOCK_MS);
+            self.con = Some(self.shared.connect(Some(extra)).await?);
+        }
+        let Some(con) = self.con.as_mut() else {
+            return Err(ClusterError::Timeout);
+        };
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(self.shared.keys.log())
+            .arg(&self.last_id)
+            .query_async(con)
+            .await?;
+        let Some(reply) = reply else {
+            return Ok(());
+        };
+        let tracker: &Tracker = &self.shared.tracker;
+        for key in reply.keys {
+            for entry in key.ids {
+                self.last_id = entry.id.clone();
+                if entry.get::<String>("n").as_deref() == Some(self.shared.instance.as_str()) {
+                    continue;
+                }
+                let Some(body) = entry.get::<Vec<u8>>("b") else {
+                    continue;
+                };
+                items.clear();
+                if let Err(e) = batch::decode(&body, items) {
+                    tracing::warn!(id = %entry.id, error = %e, "cluster: replication entry skipped");
+                    continue;
+                }
+                let now = tracker.clock().now();
+                for item in items.iter() {
+                    match item {
+                        Item::Change(c) => {
+                            tracker.apply_remote(c, now);
+                        }
+                        Item::Downloaded(ih, n) => {
+                            tracker.set_downloaded(ih, *n);
+                        }
+                    }
+                }
+                self.shared
+                    .status
+                    .changes_applied
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! The writer: every `flush_interval_ms` it drains the tracker's change records and sends them
+//! to Redis in one pipeline (durable swarm state and one replication-log entry together),
+//! never one round trip per announce. Announces never wait for it.
+//!
+//! Per drain, for every change: `ZADD` to the peer's role set and `ZREM` from the other role's
+//! (or `ZREM` from both for a removal); per swarm key touched: `ZREMRANGEBYSCORE -inf now` (the
+//! expired members go when their swarm is written, no scan), `PEXPIREAT NX` + `PEXPIREAT GT` at
+//! the latest expiry (a key without a TTL counts as infinite for `GT`, hence the `NX` first);
+//! then one `XADD MAXLEN ~` with the whole batch. A completed download counted here adds the
+//! peer's address to the swarm's `done` set (`SADD`: counted once per peer cluster-wide, by set
+//! semantics, atomically) and reads its size (`SCARD`); when there were such, a second,
+//! small pipeline publishes the resulting counts, which this node also sets in memory.
+//!
+//! While Redis cannot be reached, drained changes wait in a queue of at most `max_pending`
+//! (the oldest dropped and counted beyond it) and are sent when it answers again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tracker_core::{Change, ChangeKind, InfoHash};
+
+use crate::batch::{self, Item};
+use crate::{ClusterError, Shared, unix_ms};
+
+/// Most changes in one pipeline.
+const CHUNK: usize = 5_000;
+/// How long to wait before trying again after Redis failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) con: Option<ConnectionManager>,
+    pub(crate) pending: VecDeque<Change>,
+    pub(crate) drained: Vec<Change>,
+}
+
+impl Writer {
+    pub(crate) async fn run(mut self) {
+        let every = Duration::from_millis(self.shared.config.flush_interval_ms);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_at = Instant::now();
+        loop {
+            tick.tick().await;
+            self.drain();
+            if self.pending.is_empty() || Instant::now() < retry_at {
+                continue;
+            }
+            while !self.pending.is_empty() {
+                match self.flush_chunk().await {
+                    Ok(()) => {
+                        self.shared.set_up(true);
+                    }
+                    Err(e) => {
+                        self.shared
+                            .status
+                            .write_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        if self.shared.set_up(false) {
+                            tracing::warn!(error = %e, pending = self.pending.len(), "cluster: cannot write to Redis; serving from memory, changes queued");
+                        }
+                        retry_at = Instant::now() + RETRY_AFTER;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the tracker's change records into the bounded queue.
+    fn drain(&mut self) {
+        self.drained.clear();
+        self.shared.tracker.drain_changes(&mut self.drained);
+        let max = self.shared.config.max_pending;
+        for c in self.drained.drain(..) {
+            if self.pending.len() >= max {
+                self.pending.pop_front();
+                self.shared
+                    .status
+                    .pending_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.pending.push_back(c);
+        }
+    }
+
+    async fn connection(&mut self) -> Result<&mut ConnectionManager, ClusterError> {
+        if self.con.is_none() {
+            self.con = Some(self.shared.connect(None).await?);
+        }
+        self.con.as_mut().ok_or(ClusterError::Timeout)
+    }
+
+    /// Sends up to [`CHUNK`] pending changes in one pipeline; they leave the queue only when
+    /// Redis has taken them (every command is idempotent, so a retry after a partial failure
+    /// is harmless).
+    async fn flush_chunk(&mut self) -> Result<(), ClusterError> {
+        let n = self.pending.len().min(CHUNK);
+        let shared = Arc::clone(&self.shared);
+        let keys = &shared.keys;
+        let now_ms = unix_ms();
+        let mut pipe = redis::pipe();
+        // Each swarm key written, with the latest expiry (ms) it must live until.
+        let mut expire: HashMap<String, (u64, bool)> = HashMap::new();
+        let mut counted: Vec<InfoHash> = Vec::new();
+        let mut body = batch::start();
+        for c in self.pending.range(..n) {
+            let addr = c.addr.as_bytes();
+            let v6 = c.addr.is_v6();
+            match c.kind {
+                ChangeKind::Upsert => {
+                    let ms = u64::from(c.expiry) * 1000;
+                    let key = keys.peers(&c.info_hash, v6, c.seeder);
+                    pipe.zadd(&key, addr, ms).ignore();
+                    pipe.zrem(keys.peers(&c.info_hash, v6, !c.seeder), addr)
+                        .ignore();
+                    let done = keys.done(&c.info_hash);
+                    if c.counted {
+                        pipe.sadd(&done, addr).ignore();
+                        pipe.scard(&done);
+                        counted.push(c.info_hash);
+                    }
+                    for (k, zset) in [(key, true), (done, false)] {
+                        let e = expire.entry(k).or_insert((0, zset));
+                        e.0 = e.0.max(ms);
+                    }
+                }
+                ChangeKind::Remove => {
+                    for seeders in [true, false] {
+                        pipe.zrem(keys.peers(&c.info_hash, v6, seeders), addr)
+                            .ignore();
+                    }
+                }
+            }
+            batch::push(&mut body, &Item::Change(*c));
+        }
+        for (key, (ms, zset)) in &expire {
+            if *zset {
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(key)
+                    .arg("-inf")
+                    .arg(now_ms)
+                    .ignore();
+            }
+            pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("NX").ignore();
+            pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("GT").ignore();
+        }
+        shared.xadd(&mut pipe, &body);
+        let timeout = shared.timeout();
+        let con = self.connection().await?;
+        let counts: Vec<u32> = tokio::time::timeout(timeout, pipe.query_async(con))
+            .await
+            .map_err(|_| ClusterError::Timeout)??;
+        self.pending.drain(..n);
+        let st = &shared.status;
+        st.changes_written.fetch_add(n as u64, Ordering::Relaxed);
+        st.batches_written.fetch_add(1, Ordering::Relaxed);
+        if counted.is_empty() {
+            return Ok(());
+        }
+        // The cluster's counts of the torrents that had a completion: set here, then told to
+        // the others. The last count of a torrent in this pipeline is the highest.
+        let mut last: HashMap<InfoHash, u32> = HashMap::new();
+        for (ih, n) in counted.iter().zip(counts) {
+            last.insert(*ih, n);
+        }
+        let mut body = batch::start();
+        for (ih, n) in &last {
+            shared.tracker.set_downloaded(ih, *n);
+            batch::push(&mut body, &Item::Downloaded(*ih, *n));
+        }
+        let mut pipe = redis::pipe();
+        shared.xadd(&mut pipe, &body);
+        let con = self.connection().await?;
+        tokio::time::timeout(timeout, pipe.query_async::<()>(con))
+            .await
+            .map_err(|_| ClusterError::Timeout)??;
+        Ok(())
+    }
+}
