@@ -211,6 +211,20 @@ impl Daemon {
     }
 }
 
+/// Whether a test can use an external tool (`have`). When it cannot, the test prints
+/// `skipped: <why>` and passes (the caller returns), unless `MINI_TORRUST_REQUIRE_TOOLS=1`
+/// (`.ci/run` sets it, after installing every tool): then the test fails.
+pub(super) fn tool_available(have: bool, why: &str) -> bool {
+    if !have {
+        assert!(
+            std::env::var("MINI_TORRUST_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "required here (MINI_TORRUST_REQUIRE_TOOLS=1): {why}"
+        );
+        println!("skipped: {why}");
+    }
+    have
+}
+
 /// A BEP 15 connect: returns the connection id.
 pub(super) fn udp_connect(addr: SocketAddr) -> u64 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();

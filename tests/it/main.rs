@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod cluster;
 mod daemon;
 mod harness;
 mod hostile;

@@ -1,0 +1,374 @@
+//! Cluster mode end to end: a real `redis-server` started here (free loopback port, temporary
+//! directory, no persistence) and real daemons on 127.0.0.1 port 0, talked to over HTTP and
+//! UDP. Without `redis-server` on PATH the tests print `skipped: ...` and pass, unless
+//! `MINI_TORRUST_REQUIRE_TOOLS=1` (set by `.ci/run`, which installs it).
+//!
+//! Also the contract suite (chihaya's `storage_tests.go` idea): one set of announce, scrape and
+//! expiry rule checks run against a memory-only daemon and against two cluster nodes, announces
+//! spread over the nodes and every node checked.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::harness::{
+    Daemon, bdecode, config, connect_on, dict_get, http_get, int, pct, tool_available,
+};
+
+/// How soon a change at one node must be seen at the others.
+const CONVERGE: Duration = Duration::from_secs(1);
+
+/// A private redis-server, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    /// Starts one, or `None` (test skipped) when redis-server is not installed.
+    fn start() -> Option<Redis> {
+        let have = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !tool_available(
+            have,
+            "redis-server not on PATH (apt-get install redis-server)",
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Redis {
+            child,
+            port,
+            _dir: dir,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        while r.call(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(Instant::now() < end, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(r)
+    }
+
+    /// One command; the first line of the reply (`None` when it cannot connect).
+    fn call(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        use std::io::{BufRead, BufReader, Write};
+        s.write_all(req.as_bytes()).ok()?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).ok()?;
+        Some(line.trim_end().to_owned())
+    }
+
+    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
+        format!(
+            "{}{extra}\n[cluster]\nredis_url = \"redis://127.0.0.1:{}/0\"\nnode_name = \"{node}\"\n",
+            config(dir, "[admin]\nbind = [\"127.0.0.1:0\"]"),
+            self.port
+        )
+    }
+}
+
+/// Polls `f` until it holds or [`CONVERGE`] passes; returns how long it took.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if f() {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < CONVERGE, "not within {CONVERGE:?}: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An HTTP announce from 127.0.0.1 `port`: (peers, complete, incomplete, downloaded).
+fn announce(
+    d: &Daemon,
+    ih: &[u8; 20],
+    port: u16,
+    left: u64,
+    event: &str,
+    numwant: u32,
+) -> (Vec<SocketAddr>, i64, i64, i64) {
+    let target = format!(
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1&numwant={numwant}{}",
+        pct(ih),
+        pct(&[port as u8; 20]),
+        if event.is_empty() {
+            String::new()
+        } else {
+            format!("&event={event}")
+        }
+    );
+    let (status, body) = http_get(d.http, &target, &[]);
+    assert_eq!(status, 200);
+    let v = bdecode(&body);
+    assert!(dict_get(&v, "failure reason").is_none(), "{v:?}");
+    let peers = match dict_get(&v, "peers") {
+        Some(serde_bencode::value::Value::Bytes(b)) => b
+            .chunks_exact(6)
+            .map(|c| SocketAddr::from(([c[0], c[1], c[2], c[3]], u16::from_be_bytes([c[4], c[5]]))))
+            .collect(),
+        other => panic!("peers: {other:?}"),
+    };
+    (
+        peers,
+        int(dict_get(&v, "complete")),
+        int(dict_get(&v, "incomplete")),
+        int(dict_get(&v, "downloaded")),
+    )
+}
+
+/// An HTTP scrape: (complete, incomplete, downloaded).
+fn scrape(d: &Daemon, ih: &[u8; 20]) -> (i64, i64, i64) {
+    let (status, body) = http_get(d.http, &format!("/scrape?info_hash={}", pct(ih)), &[]);
+    assert_eq!(status, 200);
+    let v = bdecode(&body);
+    let Some(serde_bencode::value::Value::Dict(files)) = dict_get(&v, "files") else {
+        panic!("files: {v:?}");
+    };
+    match files.get(&ih[..]) {
+        Some(f) => (
+            int(dict_get(f, "complete")),
+            int(dict_get(f, "incomplete")),
+            int(dict_get(f, "downloaded")),
+        ),
+        None => (0, 0, 0),
+    }
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A BEP 15 announce on `s` with connection id `cid`: Ok(peers) or Err(error message).
+fn udp_announce(
+    s: &UdpSocket,
+    to: SocketAddr,
+    cid: u64,
+    ih: &[u8; 20],
+    port: u16,
+) -> Result<Vec<SocketAddr>, String> {
+    let mut p = Vec::with_capacity(98);
+    p.extend_from_slice(&cid.to_be_bytes());
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.extend_from_slice(&7u32.to_be_bytes());
+    p.extend_from_slice(ih);
+    p.extend_from_slice(&[9; 20]);
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&100u64.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&2u32.to_be_bytes()); // started
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&50i32.to_be_bytes());
+    p.extend_from_slice(&port.to_be_bytes());
+    s.send_to(&p, to).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    match u32::from_be_bytes(buf[..4].try_into().unwrap()) {
+        1 => Ok(buf[20..n]
+            .chunks_exact(6)
+            .map(|c| SocketAddr::from(([c[0], c[1], c[2], c[3]], u16::from_be_bytes([c[4], c[5]]))))
+            .collect()),
+        _ => Err(String::from_utf8_lossy(&buf[8..n]).into_owned()),
+    }
+}
+
+#[test]
+fn two_nodes_converge_on_peers_stops_and_one_completed_count() {
+    let Some(redis) = Redis::start() else { return };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Daemon::start(da.path(), &redis.node_config(da.path(), "a", ""));
+    let b = Daemon::start(db.path(), &redis.node_config(db.path(), "b", ""));
+    let ih = [0x31; 20];
+
+    // A peer announced at A shows in B's scrape, then in B's announce reply.
+    announce(&a, &ih, 1001, 100, "started", 50);
+    let took = eventually("A's leecher counted at B", || scrape(&b, &ih) == (0, 1, 0));
+    println!("A -> B scrape convergence: {took:?}");
+    let (peers, _, incomplete, _) = announce(&b, &ih, 1002, 100, "started", 50);
+    assert_eq!(peers, vec![local(1001)], "B's reply holds A's peer");
+    assert_eq!(incomplete, 2);
+    eventually("B's leecher counted at A", || scrape(&a, &ih) == (0, 2, 0));
+
+    // `stopped` at B removes the peer that announced at A, at A too.
+    announce(&b, &ih, 1001, 100, "stopped", 50);
+    eventually("the stop reaches A", || scrape(&a, &ih) == (0, 1, 0));
+    let (peers, ..) = announce(&a, &ih, 1002, 100, "", 50);
+    assert!(
+        peers.is_empty(),
+        "A still hands out the stopped peer: {peers:?}"
+    );
+
+    // The same peer completes at A and at once at B: counted once, on both nodes.
+    announce(&a, &ih, 1002, 0, "completed", 50);
+    announce(&b, &ih, 1002, 0, "completed", 50);
+    eventually("one completion on both", || {
+        scrape(&a, &ih) == (1, 0, 1) && scrape(&b, &ih) == (1, 0, 1)
+    });
+    // A completion at A alone reaches B's count (B counted nothing itself).
+    announce(&a, &ih, 1003, 100, "started", 50);
+    announce(&a, &ih, 1003, 0, "completed", 50);
+    eventually("the second completion reaches B", || {
+        scrape(&b, &ih) == (2, 0, 2)
+    });
+    // Stable, and equal to the live peers (two seeders) on both nodes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(scrape(&a, &ih), (2, 0, 2));
+    assert_eq!(scrape(&b, &ih), (2, 0, 2));
+    let (peers, ..) = announce(&b, &ih, 1004, 100, "started", 50);
+    let mut peers = peers;
+    peers.sort();
+    assert_eq!(peers, vec![local(1002), local(1003)]);
+}
+
+#[test]
+fn a_completion_announced_at_two_nodes_at_once_is_counted_once() {
+    let Some(redis) = Redis::start() else { return };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Slow flushes, so that neither node has heard of the other's completion when it counts its
+    // own: only Redis can tell that it is the same peer.
+    let slow = "\n[cluster]\nflush_interval_ms = 300\n";
+    let cfg =
+        |d: &std::path::Path, n: &str| redis.node_config(d, n, "").replace("\n[cluster]\n", slow);
+    let a = Daemon::start(da.path(), &cfg(da.path(), "a"));
+    let b = Daemon::start(db.path(), &cfg(db.path(), "b"));
+    let ih = [0x41; 20];
+    announce(&a, &ih, 1500, 0, "completed", 50);
+    let (_, _, _, at_b) = announce(&b, &ih, 1500, 0, "completed", 50);
+    assert_eq!(at_b, 1, "B counted it locally first");
+    eventually("counted once on both", || {
+        scrape(&a, &ih) == (1, 0, 1) && scrape(&b, &ih) == (1, 0, 1)
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!((scrape(&a, &ih), scrape(&b, &ih)), ((1, 0, 1), (1, 0, 1)));
+}
+
+#[test]
+fn a_node_started_later_serves_the_swarm_and_accepts_ids_issued_elsewhere() {
+    let Some(redis) = Redis::start() else { return };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Daemon::start(da.path(), &redis.node_config(da.path(), "a", ""));
+    let ih = [0x52; 20];
+    for port in [2001, 2002, 2003] {
+        announce(&a, &ih, port, 100, "started", 50);
+    }
+    let key = format!("{{mt:{}}}:l4", super::harness::hex(&ih));
+    eventually("A's peers in Redis", || {
+        redis.call(&["ZCARD", &key]).as_deref() == Some(":3")
+    });
+
+    // B starts after that and has never seen the swarm. A client connects at A and announces
+    // at B (DNS round robin): the id is accepted and the first reply holds A's peers.
+    let b = Daemon::start(db.path(), &redis.node_config(db.path(), "b", ""));
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let cid = connect_on(&s, a.udp);
+    let mut peers = udp_announce(&s, b.udp, cid, &ih, 2009).expect("B accepts A's id");
+    peers.sort();
+    assert_eq!(peers, vec![local(2001), local(2002), local(2003)]);
+    // And the other way round.
+    let cid = connect_on(&s, b.udp);
+    assert!(udp_announce(&s, a.udp, cid, &ih, 2009).is_ok());
+}
+
+/// The rules every deployment keeps, checked at every node after each step (a change made at
+/// one node must hold at all of them within [`CONVERGE`]).
+fn contract(nodes: &[&Daemon]) {
+    let first = nodes[0];
+    let last = nodes[nodes.len() - 1];
+    let all = |what: &str, ih: &[u8; 20], want: (i64, i64, i64)| {
+        for (i, n) in nodes.iter().enumerate() {
+            eventually(&format!("{what} at node {i}"), || scrape(n, ih) == want);
+        }
+    };
+    let ih = [0x77; 20];
+    // An unknown torrent scrapes as zeros.
+    all("unknown torrent", &[0x78; 20], (0, 0, 0));
+    // A new leecher is counted as a leecher; a stopped announce of an unknown peer creates
+    // nothing.
+    announce(first, &ih, 3001, 10, "started", 50);
+    announce(last, &[0x79; 20], 3009, 10, "stopped", 50);
+    all("one leecher", &ih, (0, 1, 0));
+    all("stopped creates nothing", &[0x79; 20], (0, 0, 0));
+    // A seeder gets only leechers, and never itself.
+    let (peers, complete, incomplete, _) = announce(last, &ih, 3002, 0, "started", 50);
+    assert_eq!(peers, vec![local(3001)]);
+    assert_eq!((complete, incomplete), (1, 1));
+    // A leecher gets seeders and leechers, not itself; numwant caps the reply.
+    announce(first, &ih, 3003, 10, "started", 50);
+    for n in nodes {
+        eventually("a leecher gets both", || {
+            let (mut p, ..) = announce(n, &ih, 3003, 10, "", 50);
+            p.sort();
+            p == vec![local(3001), local(3002)]
+        });
+        assert_eq!(announce(n, &ih, 3003, 10, "", 1).0.len(), 1);
+    }
+    all("two leechers, one seeder", &ih, (1, 2, 0));
+    // `stopped` removes the peer everywhere.
+    announce(last, &ih, 3001, 10, "stopped", 50);
+    all("stopped removes", &ih, (1, 1, 0));
+    // A completed download is counted once per peer, wherever it is announced.
+    announce(first, &ih, 3003, 0, "completed", 50);
+    announce(last, &ih, 3003, 0, "completed", 50);
+    all("completed once", &ih, (2, 0, 1));
+    // Peers expire (peer_timeout 4 s here) on every node, with nobody announcing.
+    std::thread::sleep(Duration::from_secs(5));
+    all("expired peers are not counted", &ih, (0, 0, 1));
+    let (peers, ..) = announce(first, &ih, 3004, 10, "started", 50);
+    assert!(peers.is_empty(), "expired peers handed out: {peers:?}");
+}
+
+const SHORT_TIMEOUT: &str =
+    "[protocol]\ninterval = 2\nmin_interval = 1\n[swarm]\npeer_timeout = 4\n";
+
+#[test]
+fn contract_memory_only() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}{SHORT_TIMEOUT}",
+        config(d.path(), "[admin]\nbind = [\"127.0.0.1:0\"]")
+    );
+    let node = Daemon::start(d.path(), &text);
+    contract(&[&node]);
+}
+
+#[test]
+fn contract_cluster_two_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Daemon::start(da.path(), &redis.node_config(da.path(), "a", SHORT_TIMEOUT));
+    let b = Daemon::start(db.path(), &redis.node_config(db.path(), "b", SHORT_TIMEOUT));
+    contract(&[&a, &b]);
+}
