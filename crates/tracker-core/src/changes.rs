@@ -122,11 +122,12 @@ impl Change {
         b[20..24].copy_from_slice(&self.expiry.to_le_bytes());
         let a = self.addr.as_bytes();
         b[24..24 + a.len()].copy_from_slice(a);
-        b[42] = u8::from(self.kind == ChangeKind::Remove) * F_REMOVE
-            | u8::from(self.seeder) * F_SEEDER
-            | u8::from(self.completed) * F_COMPLETED
-            | u8::from(self.counted) * F_COUNTED
-            | u8::from(self.addr.is_v6()) * F_V6;
+        let flag = |on: bool, f: u8| if on { f } else { 0 };
+        b[42] = flag(self.kind == ChangeKind::Remove, F_REMOVE)
+            | flag(self.seeder, F_SEEDER)
+            | flag(self.completed, F_COMPLETED)
+            | flag(self.counted, F_COUNTED)
+            | flag(self.addr.is_v6(), F_V6);
         let mut w = [0u64; WORDS];
         for (i, c) in b.chunks_exact(8).enumerate() {
             w[i] = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
