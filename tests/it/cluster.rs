@@ -250,6 +250,24 @@ fn two_nodes_converge_on_peers_stops_and_one_completed_count() {
     let mut peers = peers;
     peers.sort();
     assert_eq!(peers, vec![local(1002), local(1003)]);
+
+    // Latency, one change at a time (not under load): announce at A, poll B's scrape.
+    let ih = [0x32; 20];
+    let mut took: Vec<Duration> = (0..40u16)
+        .map(|i| {
+            announce(&a, &ih, 5000 + i, 100, "started", 0);
+            eventually("each new peer reaches B", || {
+                scrape(&b, &ih).1 == i64::from(i) + 1
+            })
+        })
+        .collect();
+    took.sort();
+    println!(
+        "A -> B convergence over {} announces: p50 {:?}, p99 {:?}",
+        took.len(),
+        took[took.len() / 2],
+        took[took.len() * 99 / 100]
+    );
 }
 
 #[test]

@@ -88,8 +88,10 @@ impl Reader {
                         Item::Change(c) => {
                             tracker.apply_remote(c, now);
                         }
+                        // Counts from the store only grow; another node's may be older
+                        // than what this node already has.
                         Item::Downloaded(ih, n) => {
-                            tracker.set_downloaded(ih, *n);
+                            tracker.raise_downloaded(ih, *n);
                         }
                     }
                 }

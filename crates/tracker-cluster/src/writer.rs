@@ -161,8 +161,10 @@ impl Writer {
         if counted.is_empty() {
             return Ok(());
         }
-        // The cluster's counts of the torrents that had a completion: set here, then told to
-        // the others. The last count of a torrent in this pipeline is the highest.
+        // The cluster's counts of the torrents that had a completion: set here exactly (this
+        // corrects a completion this node counted that another node had counted first), then
+        // told to the others, which only raise theirs to it. The last count of a torrent in this
+        // pipeline is the highest.
         let mut last: HashMap<InfoHash, u32> = HashMap::new();
         for (ih, n) in counted.iter().zip(counts) {
             last.insert(*ih, n);

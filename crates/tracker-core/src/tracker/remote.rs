@@ -1,6 +1,7 @@
 //! The store's seam for cluster mode (its half of `impl Tracker`): the change log announces
 //! write into ([`Tracker::with_change_log`], [`Tracker::drain_changes`]), applying changes
-//! learned elsewhere ([`Tracker::apply_remote`], [`Tracker::set_downloaded`]) without building a
+//! learned elsewhere ([`Tracker::apply_remote`], [`Tracker::set_downloaded`],
+//! [`Tracker::raise_downloaded`]) without building a
 //! reply or counting a request, and listing live peers for re-publishing
 //! ([`Tracker::for_each_live_peer`]). No I/O here: the `tracker-cluster` crate does that.
 
@@ -111,6 +112,19 @@ impl Tracker {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Raises a torrent's completed-downloads count to `downloaded` if it is below (a count
+    /// another node read from the shared store: such counts only grow, and one may arrive after
+    /// a newer one). Only for a torrent held; returns whether it changed.
+    pub fn raise_downloaded(&self, info_hash: &InfoHash, downloaded: u32) -> bool {
+        match self.swarms.get_mut(info_hash) {
+            Some(mut s) if s.downloaded < downloaded => {
+                s.downloaded = downloaded;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -226,6 +240,13 @@ mod tests {
         assert!(!t.apply_remote(&older, NOW));
         assert!(t.set_downloaded(&InfoHash([3; 20]), 4));
         assert_eq!(t.scrape_one(&InfoHash([3; 20]), NOW).downloaded, 4);
+        assert!(!t.raise_downloaded(&InfoHash([3; 20]), 3), "a stale count");
+        assert!(t.raise_downloaded(&InfoHash([3; 20]), 5));
+        assert_eq!(t.scrape_one(&InfoHash([3; 20]), NOW).downloaded, 5);
+        assert!(
+            t.set_downloaded(&InfoHash([3; 20]), 4),
+            "an exact count may lower it"
+        );
         let mut seen = Vec::new();
         t.for_each_live_peer(NOW, |ih, p| seen.push((*ih, p.addr, p.status)));
         assert_eq!(seen.len(), 2);
