@@ -11,6 +11,12 @@ use crate::changes::CompactAddr;
 /// list holds and is ignored, so replicated records may arrive in any order.
 struct UpsertOp<const N: usize> {
     addr: [u8; N],
+    args: UpsertArgs,
+}
+
+/// What an upsert needs besides the address (the same for both families).
+#[derive(Clone, Copy)]
+struct UpsertArgs {
     /// `SEEDER` and `COMPLETED` bits.
     flags: u16,
     offset: u16,
@@ -22,11 +28,12 @@ struct UpsertOp<const N: usize> {
 impl<const N: usize> ListOp<N> for UpsertOp<N> {
     type Out = bool;
     fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> bool {
-        let new_meta = self.flags | self.offset.min(OFFSET_MASK);
+        let a = self.args;
+        let new_meta = a.flags | a.offset.min(OFFSET_MASK);
         match l.find(&self.addr) {
             Some(pos) => {
                 let m = l.peers.meta(pos);
-                if meta_expiry(m, self.epoch) > meta_expiry(new_meta, self.epoch) {
+                if meta_expiry(m, a.epoch) > meta_expiry(new_meta, a.epoch) {
                     return false;
                 }
                 // Once counted anywhere, a completion stays counted for this peer.
@@ -39,7 +46,7 @@ impl<const N: usize> ListOp<N> for UpsertOp<N> {
                 }
                 true
             }
-            None if self.total >= self.max_peers => false,
+            None if a.total >= a.max_peers => false,
             None => {
                 l.push(Peer {
                     addr: self.addr,
@@ -89,24 +96,16 @@ impl Swarm {
         let expiry = expiry.min(now.saturating_add(MAX_PEER_TIMEOUT));
         let offset = self.offset_for(expiry, now);
         let flags = if seeder { SEEDER } else { 0 } | if completed { COMPLETED } else { 0 };
-        let (epoch, total) = (self.epoch, self.len());
+        let args = UpsertArgs {
+            flags,
+            offset,
+            epoch: self.epoch,
+            total: self.len(),
+            max_peers,
+        };
         let changed = match *addr {
-            CompactAddr::V4(addr) => self.with_v4(UpsertOp {
-                addr,
-                flags,
-                offset,
-                epoch,
-                total,
-                max_peers,
-            }),
-            CompactAddr::V6(addr) => self.with_v6(UpsertOp {
-                addr,
-                flags,
-                offset,
-                epoch,
-                total,
-                max_peers,
-            }),
+            CompactAddr::V4(addr) => self.with_v4(UpsertOp { addr, args }),
+            CompactAddr::V6(addr) => self.with_v6(UpsertOp { addr, args }),
         };
         if changed {
             self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
