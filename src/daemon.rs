@@ -92,6 +92,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
             "cluster mode: joined"
         );
         key = c.connection_id_key;
+        state.set_cluster(Arc::clone(&c.status));
         cluster = Some(c);
     }
     let mut listeners = Listeners::start(&config, &tracker, &admin_ctx, key)?;

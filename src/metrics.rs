@@ -379,6 +379,9 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
         sweep.torrents_removed,
     );
 
+    if let Some(c) = state.cluster() {
+        cluster(&mut o, c, tracker.changes_dropped());
+    }
     family(
         &mut o,
         "uptime_seconds",
@@ -418,6 +421,67 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
         1,
     );
     o
+}
+
+/// The cluster link (cluster mode only).
+fn cluster(o: &mut String, c: &tracker_cluster::ClusterStatus, ring_dropped: u64) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    family(
+        o,
+        "cluster_redis_up",
+        "gauge",
+        "1 when the last exchange with Redis succeeded (cluster mode).",
+    );
+    let up = c.redis_up.load(std::sync::atomic::Ordering::Relaxed);
+    sample(o, "cluster_redis_up", &[], u64::from(up));
+    for (name, help, v) in [
+        (
+            "cluster_changes_written_total",
+            "Peer changes sent to Redis.",
+            get(&c.changes_written),
+        ),
+        (
+            "cluster_batches_written_total",
+            "Pipelines sent to Redis.",
+            get(&c.batches_written),
+        ),
+        (
+            "cluster_changes_applied_total",
+            "Other nodes' changes applied to memory.",
+            get(&c.changes_applied),
+        ),
+        (
+            "cluster_write_errors_total",
+            "Failed writes to Redis.",
+            get(&c.write_errors),
+        ),
+        (
+            "cluster_read_errors_total",
+            "Failed reads of the replication log.",
+            get(&c.read_errors),
+        ),
+    ] {
+        family(o, name, "counter", help);
+        sample(o, name, &[], v);
+    }
+    family(
+        o,
+        "cluster_changes_dropped_total",
+        "counter",
+        "Peer changes never sent to Redis: ring = a shard's ring was full between two flushes, queue = the queue for an unreachable Redis was full.",
+    );
+    sample(
+        o,
+        "cluster_changes_dropped_total",
+        &[("where", "ring")],
+        ring_dropped,
+    );
+    sample(
+        o,
+        "cluster_changes_dropped_total",
+        &[("where", "queue")],
+        get(&c.pending_dropped),
+    );
 }
 
 fn family(o: &mut String, name: &str, kind: &str, help: &str) {

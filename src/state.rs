@@ -1,8 +1,9 @@
 //! What the daemon knows about itself, shared by its jobs, the admin listener and systemd
-//! `STATUS=`: readiness and the figures of the last snapshots and sweeps.
+//! `STATUS=`: readiness, the figures of the last snapshots and sweeps, and the cluster link's
+//! counters in cluster mode.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The last snapshot write.
@@ -43,6 +44,8 @@ pub struct DaemonState {
     ready: AtomicBool,
     snapshot: Mutex<SnapshotFigures>,
     sweep: Mutex<SweepFigures>,
+    /// The cluster link's counters (cluster mode only), set once at start.
+    cluster: OnceLock<Arc<tracker_cluster::ClusterStatus>>,
 }
 
 impl DaemonState {
@@ -58,12 +61,23 @@ impl DaemonState {
             ready: AtomicBool::new(false),
             snapshot: Mutex::new(SnapshotFigures::default()),
             sweep: Mutex::new(SweepFigures::default()),
+            cluster: OnceLock::new(),
         }
     }
 
     /// Serving: every socket bound, snapshot loaded, not stopping.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// The cluster link's counters, in cluster mode.
+    pub fn cluster(&self) -> Option<&tracker_cluster::ClusterStatus> {
+        self.cluster.get().map(|c| &**c)
+    }
+
+    /// Records the cluster link's counters (once, at start).
+    pub fn set_cluster(&self, status: Arc<tracker_cluster::ClusterStatus>) {
+        let _ = self.cluster.set(status);
     }
 
     /// Sets readiness (true after READY=1, false from STOPPING=1).

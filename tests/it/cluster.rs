@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Daemon, bdecode, config, connect_on, dict_get, http_get, int, pct, tool_available,
+    Daemon, bdecode, config, connect_on, dict_get, http_get, int, metrics, pct, sample,
+    tool_available,
 };
 
 /// How soon a change at one node must be seen at the others.
@@ -262,6 +263,21 @@ fn two_nodes_converge_on_peers_stops_and_one_completed_count() {
         })
         .collect();
     took.sort();
+    // What the nodes say about the link.
+    let (ma, mb) = (metrics(a.admin), metrics(b.admin));
+    assert_eq!(sample(&ma, "mini_torrust_cluster_redis_up", &[]), 1.0);
+    assert!(sample(&ma, "mini_torrust_cluster_changes_written_total", &[]) >= 40.0);
+    assert!(sample(&mb, "mini_torrust_cluster_changes_applied_total", &[]) >= 40.0);
+    for m in [&ma, &mb] {
+        for w in ["ring", "queue"] {
+            let dropped = sample(
+                m,
+                "mini_torrust_cluster_changes_dropped_total",
+                &[("where", w)],
+            );
+            assert_eq!(dropped, 0.0, "{w}");
+        }
+    }
     println!(
         "A -> B convergence over {} announces: p50 {:?}, p99 {:?}",
         took.len(),
@@ -380,6 +396,9 @@ fn contract_memory_only() {
     );
     let node = Daemon::start(d.path(), &text);
     contract(&[&node]);
+    // Memory-only shows no cluster link.
+    let (_, body) = http_get(node.admin, "/metrics", &[]);
+    assert!(!String::from_utf8_lossy(&body).contains("cluster_"));
 }
 
 #[test]
