@@ -3,7 +3,7 @@
 //!
 //! Order at start: snapshot restored -> HTTP, admin and UDP sockets bound -> jobs started ->
 //! one "started" log line with the bound addresses -> `READY=1`. At SIGTERM / SIGINT:
-//! `STOPPING=1` -> listeners stopped -> final snapshot -> exit 0 (1 if that snapshot failed). A
+//! `STOPPING=1` -> listeners stopped -> (cluster mode) last flush to Redis -> final snapshot -> exit 0 (1 if that snapshot failed). A
 //! listener or worker that dies on its own makes the daemon stop the same way and exit non-zero.
 
 use std::sync::Arc;
@@ -26,6 +26,8 @@ use crate::state::DaemonState;
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How long stopping listeners may take before the final snapshot is written anyway.
 const LISTENER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the last flush to Redis (cluster mode) may take at a clean stop.
+const LAST_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until a signal asks it to stop (`Ok`) or a part of it fails (`Err`).
 pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Result<()> {
@@ -169,6 +171,12 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
             timeout_s = LISTENER_STOP_TIMEOUT.as_secs(),
             "listeners did not stop in time; writing the snapshot anyway"
         );
+    }
+    if let Some(c) = cluster.as_mut() {
+        // The last changes (after the listeners stopped, nothing new comes) go to Redis.
+        if !c.last_flush(LAST_FLUSH_TIMEOUT).await {
+            tracing::warn!("cluster: the last flush to Redis did not finish");
+        }
     }
     jobs.abort_all();
 

@@ -309,6 +309,24 @@ fn a_completion_announced_at_two_nodes_at_once_is_counted_once() {
 }
 
 #[test]
+fn a_clean_stop_sends_the_last_changes() {
+    let Some(redis) = Redis::start() else { return };
+    let d = tempfile::tempdir().unwrap();
+    // Flushes far apart: only the last flush at the stop can have sent the announce.
+    let text = redis
+        .node_config(d.path(), "a", "")
+        .replace("\n[cluster]\n", "\n[cluster]\nflush_interval_ms = 1000\n");
+    let mut a = Daemon::start(d.path(), &text);
+    let ih = [0x63; 20];
+    std::thread::sleep(Duration::from_millis(1100));
+    announce(&a, &ih, 2501, 100, "started", 50);
+    a.signal("TERM");
+    assert!(a.wait_exit().success());
+    let key = format!("{{mt:{}}}:l4", super::harness::hex(&ih));
+    assert_eq!(redis.call(&["ZCARD", &key]).as_deref(), Some(":1"));
+}
+
+#[test]
 fn a_node_started_later_serves_the_swarm_and_accepts_ids_issued_elsewhere() {
     let Some(redis) = Redis::start() else { return };
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

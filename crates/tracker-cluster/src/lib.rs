@@ -149,6 +149,22 @@ pub struct Running {
     pub status: Arc<ClusterStatus>,
     /// The writer and the reader; neither ever returns.
     pub tasks: JoinSet<()>,
+    stop: Option<tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Running {
+    /// At a clean stop, after the listeners stopped: sends what is still queued to Redis, once,
+    /// waiting at most `timeout`. Returns whether it finished in time.
+    pub async fn last_flush(&mut self, timeout: Duration) -> bool {
+        let Some(stop) = self.stop.take() else {
+            return true;
+        };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if stop.send(done).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
+    }
 }
 
 /// Connects, loads the swarms already in Redis into `tracker`, agrees on the UDP
@@ -192,12 +208,14 @@ pub async fn start(
         }
     };
     let mut tasks = JoinSet::new();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel();
     tasks.spawn(
         writer::Writer {
             shared: Arc::clone(&shared),
             con: con.clone(),
             pending: Default::default(),
             drained: Vec::new(),
+            stop: stop_rx,
         }
         .run(),
     );
@@ -215,6 +233,7 @@ pub async fn start(
         loaded,
         status: Arc::clone(&shared.status),
         tasks,
+        stop: Some(stop),
     })
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Writer {
     pub(crate) con: Option<ConnectionManager>,
     pub(crate) pending: VecDeque<Change>,
     pub(crate) drained: Vec<Change>,
+    /// A request for a last flush (clean stop), with where to say it is done.
+    pub(crate) stop: tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Writer {
@@ -44,7 +46,17 @@ impl Writer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry_at = Instant::now();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                done = &mut self.stop => {
+                    self.last_flush().await;
+                    if let Ok(done) = done {
+                        let _ = done.send(());
+                    }
+                    // Stopping: the daemon aborts this task next.
+                    std::future::pending::<()>().await;
+                }
+            }
             self.drain();
             if self.pending.is_empty() || Instant::now() < retry_at {
                 continue;
@@ -66,6 +78,18 @@ impl Writer {
                         break;
                     }
                 }
+            }
+        }
+    }
+
+    /// At a clean stop (after the listeners stopped): everything still queued, once, so that
+    /// the last changes (a `stopped` a moment ago) are not lost.
+    async fn last_flush(&mut self) {
+        self.drain();
+        while !self.pending.is_empty() {
+            if let Err(e) = self.flush_chunk().await {
+                tracing::warn!(error = %e, lost = self.pending.len(), "cluster: last flush failed");
+                return;
             }
         }
     }
