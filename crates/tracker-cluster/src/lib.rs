@@ -237,6 +237,25 @@ pub async fn start(
     })
 }
 
+/// The id of the replication log's last entry ("0-0" when it is empty).
+pub(crate) async fn last_log_id(
+    shared: &Shared,
+    con: &mut ConnectionManager,
+) -> Result<String, ClusterError> {
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(shared.keys.log())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    Ok(last
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+}
+
 /// The start-up exchange: the log position first (so nothing written during the load is
 /// missed; a change seen twice is harmless), then the swarms, then the shared key.
 async fn join(
@@ -244,18 +263,7 @@ async fn join(
     local_key: [u8; 16],
 ) -> Result<(ConnectionManager, String, LoadReport, [u8; 16]), ClusterError> {
     let mut con = shared.connect(None).await?;
-    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(shared.keys.log())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut con)
-        .await?;
-    let last_id = last
-        .ids
-        .first()
-        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+    let last_id = last_log_id(shared, &mut con).await?;
     let loaded = load::load(shared, &mut con).await?;
     let key_name = shared.keys.udp_key();
     let mut pipe = redis::pipe();

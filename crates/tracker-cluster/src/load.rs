@@ -33,6 +33,8 @@ pub(crate) async fn load(
     let mut cursor: u64 = 0;
     let mut swarms: HashSet<InfoHash> = HashSet::new();
     let mut report = LoadReport::default();
+    // No swarm holds more in memory anyway.
+    let max_peers = shared.tracker.config().swarm.max_peers_per_swarm;
     loop {
         let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -54,7 +56,10 @@ pub(crate) async fn load(
                     .arg(keys.peers(ih, *v6, *seeders))
                     .arg(now_ms)
                     .arg("+inf")
-                    .arg("WITHSCORES");
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(max_peers);
             }
             let sets: Vec<Vec<(Vec<u8>, f64)>> = pipe.query_async(con).await?;
             let now = shared.tracker.clock().now();

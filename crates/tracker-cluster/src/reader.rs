@@ -24,7 +24,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(crate) struct Reader {
     pub(crate) shared: Arc<Shared>,
     pub(crate) con: Option<ConnectionManager>,
-    /// The last entry applied (or skipped); `$` until the first one when it was not known.
+    /// The last entry applied (or skipped); `$` while it is not known yet (Redis away at start).
     pub(crate) last_id: String,
 }
 
@@ -54,6 +54,11 @@ impl Reader {
         let Some(con) = self.con.as_mut() else {
             return Err(ClusterError::Timeout);
         };
+        if self.last_id == "$" {
+            // Redis was away at start: follow from the log's end as it is now, by id, so that
+            // nothing added between two reads is missed.
+            self.last_id = crate::last_log_id(&self.shared, con).await?;
+        }
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(COUNT)
