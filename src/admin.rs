@@ -1,7 +1,8 @@
 //! The admin listener (`[admin] bind`, loopback by default), on hyper 1 / http1:
 //!
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
-//! - `GET /health`: `200 ok` while serving, `503` before READY and once stopping.
+//! - `GET /health`: `200 ok` while serving (`200 degraded: <why>` in cluster mode while Redis
+//!   does not answer), `503` before READY and once stopping.
 //! - `/api/*`: needs `Authorization: Bearer <admin.token>`. Without a configured token the API
 //!   is disabled (`404` with a JSON error); a missing or wrong token is `401`. The API itself
 //!   (torrent index, access lists, passkeys) is [`crate::api`]: pure request -> response.
@@ -123,7 +124,11 @@ where
         }
         "/health" => {
             if ctx.state.is_ready() {
-                text(StatusCode::OK, "ok\n")
+                match ctx.state.degraded() {
+                    // Still serving: a load balancer must not take the node out for it.
+                    Some(why) => text(StatusCode::OK, format!("degraded: {why}\n")),
+                    None => text(StatusCode::OK, "ok\n"),
+                }
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
@@ -219,8 +224,8 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
     tracker_http::full_scrape::bearer_matches(req.headers(), token)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -144,7 +144,10 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
             _ = sigint.recv() => break ("SIGINT", Ok(())),
             _ = sighup.recv() => reload::reload(&mut running, &source, &log, notifier, &tracker).await,
             _ = status_tick.tick() => {
-                let line = jobs::status_line(&tracker, Some(&mut last_requests)).await;
+                let mut line = jobs::status_line(&tracker, Some(&mut last_requests)).await;
+                if let Some(why) = state.degraded() {
+                    line.push_str(&format!("; degraded: {why}"));
+                }
                 notify::notify(notifier, &format!("STATUS={line}"));
             }
             e = listeners.failed() => break ("listener failure", Err(e)),

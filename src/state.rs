@@ -75,6 +75,13 @@ impl DaemonState {
         self.cluster.get().map(|c| &**c)
     }
 
+    /// Why the node is degraded (still serving, from memory), if it is: in cluster mode, Redis
+    /// not answering.
+    pub fn degraded(&self) -> Option<&'static str> {
+        let c = self.cluster()?;
+        (!c.redis_up.load(Ordering::Relaxed)).then_some("Redis unreachable, serving from memory")
+    }
+
     /// Records the cluster link's counters (once, at start).
     pub fn set_cluster(&self, status: Arc<tracker_cluster::ClusterStatus>) {
         let _ = self.cluster.set(status);

@@ -355,7 +355,7 @@ fn redis_down_the_node_answers_from_memory_and_sends_its_changes_when_redis_retu
     let text = redis
         .node_config(d.path(), "a", "")
         .replace("\n[cluster]\n", "\n[cluster]\ntimeout_ms = 200\n");
-    let a = Daemon::start(d.path(), &text);
+    let mut a = Daemon::start(d.path(), &text);
     let ih = [0x64; 20];
     announce(&a, &ih, 2601, 100, "started", 50);
     let key = format!("{{mt:{}}}:l4", super::harness::hex(&ih));
@@ -387,6 +387,13 @@ fn redis_down_the_node_answers_from_memory_and_sends_its_changes_when_redis_retu
             &[]
         ) >= 1.0
     );
+    let health = |d: &Daemon| {
+        let (status, body) = http_get(d.admin, "/health", &[]);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let degraded = "degraded: Redis unreachable, serving from memory\n".to_owned();
+    assert_eq!(health(&a), (200, degraded));
+    a.wait_message(|m| m.contains("; degraded: Redis unreachable"));
     // Redis comes back empty: the two changes queued meanwhile arrive. (The first peer, written
     // before, went with Redis's memory; re-publishing what a node holds is not built yet.)
     redis.restart();
@@ -404,6 +411,7 @@ fn redis_down_the_node_answers_from_memory_and_sends_its_changes_when_redis_retu
         assert!(Instant::now() < end, "redis_up still 0");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(health(&a), (200, "ok\n".to_owned()));
 }
 
 #[test]
