@@ -50,7 +50,8 @@ pub enum ClusterError {
 /// Counters of the cluster link, for `/metrics`, `/health` and the logs.
 #[derive(Debug, Default)]
 pub struct ClusterStatus {
-    /// The last write to Redis succeeded.
+    /// The last exchange with Redis (a write, or the reader's blocking read, at least every
+    /// half second) succeeded.
     pub redis_up: AtomicBool,
     /// Changes sent to Redis.
     pub changes_written: AtomicU64,

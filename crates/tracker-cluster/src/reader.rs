@@ -32,9 +32,15 @@ impl Reader {
     pub(crate) async fn run(mut self) {
         let mut items = Vec::new();
         loop {
+            // The blocking read doubles as a heartbeat: an idle node notices Redis going away.
             match self.read_once(&mut items).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.shared.set_up(true);
+                }
                 Err(e) => {
+                    if self.shared.set_up(false) {
+                        tracing::warn!(error = %e, "cluster: cannot read from Redis; serving from memory");
+                    }
                     self.shared
                         .status
                         .read_errors
