@@ -605,6 +605,22 @@ mod tests {
     }
 
     #[test]
+    fn printed_config_hides_a_redis_password_and_checks_the_cluster_section() {
+        let mut c = Config::default();
+        c.cluster.redis_url = "redis://:s3cret@10.0.0.5:6379/0".into();
+        let text = c.to_toml_redacted().unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("redis_url = \"<redacted>\""), "{text}");
+        let bad = "[cluster]\nredis_url = \"http://x\"\n";
+        let c = Config::parse(bad, "c.toml", no_env()).unwrap();
+        assert!(
+            c.validate().iter().any(|p| p.contains("cluster.redis_url")),
+            "{:?}",
+            c.validate()
+        );
+    }
+
+    #[test]
     fn to_core_maps_sections() {
         let mut c = Config::default();
         c.swarm.shards = 2048;
