@@ -415,6 +415,47 @@ fn redis_down_the_node_answers_from_memory_and_sends_its_changes_when_redis_retu
 }
 
 #[test]
+fn redis_down_the_queue_is_bounded_and_counts_what_it_drops() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let text = redis.node_config(d.path(), "a", "").replace(
+        "\n[cluster]\n",
+        "\n[cluster]\ntimeout_ms = 200\nmax_pending = 2\n",
+    );
+    let a = Daemon::start(d.path(), &text);
+    redis.kill();
+    let ih = [0x65; 20];
+    for port in 2701..2706 {
+        announce(&a, &ih, port, 100, "started", 50);
+    }
+    // Five changes, room for two: the three oldest are dropped and counted.
+    let dropped = || {
+        let m = metrics(a.admin);
+        sample(
+            &m,
+            "mini_torrust_cluster_changes_dropped_total",
+            &[("where", "queue")],
+        )
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while dropped() != 3.0 {
+        assert!(Instant::now() < end, "dropped {}", dropped());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    redis.restart();
+    let key = format!("{{mt:{}}}:l4", super::harness::hex(&ih));
+    let end = Instant::now() + Duration::from_secs(10);
+    while redis.call(&["ZCARD", &key]).as_deref() != Some(":2") {
+        assert!(Instant::now() < end, "{:?}", redis.call(&["ZCARD", &key]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Memory kept everything: the node still serves all five.
+    assert_eq!(scrape(&a, &ih), (0, 5, 0));
+}
+
+#[test]
 fn a_node_started_later_serves_the_swarm_and_accepts_ids_issued_elsewhere() {
     let Some(redis) = Redis::start() else { return };
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
