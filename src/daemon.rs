@@ -70,12 +70,13 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         tracker: Arc::clone(&tracker),
         state: Arc::clone(&state),
         token: config.admin.token.clone(),
+        status: Arc::new(crate::status::Sampler::new(config.admin.status_sample_secs)),
     });
     // A first start draws a random connection-id key; later ones keep the snapshot's.
     let key = restored_key.unwrap_or_else(rand::random);
     let mut listeners = Listeners::start(&config, &tracker, &admin_ctx, key)?;
     let key = listeners.connection_id_key;
-    let mut jobs = jobs::start(&config, &tracker, &state, key);
+    let mut jobs = jobs::start(&config, &tracker, &state, &admin_ctx.status, key);
 
     let counts = {
         let t = Arc::clone(&tracker);

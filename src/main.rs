@@ -20,6 +20,7 @@ mod metrics;
 mod notify;
 mod reload;
 mod state;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

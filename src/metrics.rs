@@ -15,7 +15,8 @@
 //!   `limits_table_entries{state}` (`used`, `banned`, `capacity`): the `[limits]` section.
 //! - `connections_closed_total{protocol,reason}`: HTTP connections the guards closed
 //!   (`per_ip_limit`, `head_timeout`, `evicted`).
-//! - `torrents`, `peers{family,role}`: gauges.
+//! - `torrents`, `peers{family,role}`, `downloads` (completed downloads counted by the torrents
+//!   held): gauges.
 //! - `snapshot_duration_seconds`, `snapshot_age_seconds` (only after a first write),
 //!   `snapshot_bytes`, `snapshot_writes_total{outcome}`.
 //! - `sweep_duration_seconds`, `sweeps_total`, `sweep_removed_total{what}`.
@@ -261,6 +262,13 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
         "Torrents held (with peers or indexed).",
     );
     sample(&mut o, "torrents", &[], peers.torrents as u64);
+    family(
+        &mut o,
+        "downloads",
+        "gauge",
+        "Completed downloads counted by the torrents held (the sum of their scrape downloaded).",
+    );
+    sample(&mut o, "downloads", &[], peers.downloads);
     family(
         &mut o,
         "peers",

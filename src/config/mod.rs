@@ -55,8 +55,9 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// The admin listener: GET /metrics (Prometheus), GET /health and the /api/* of the torrent
-/// index, access lists and passkeys. Keep it on loopback or a private network.
+/// The admin listener: GET / (the status page), GET /metrics (Prometheus), GET /health and
+/// the /api/* of the torrent index, access lists and passkeys. Keep it on loopback or a
+/// private network.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
@@ -65,6 +66,10 @@ pub struct AdminConfig {
     /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`
     /// and `/health` never need it. Prefer MINI_TORRUST_ADMIN_TOKEN to writing it here.
     pub token: String,
+    /// Seconds between the status page's samples, 1 to 60: its request charts show one point
+    /// per sample over the last hour (a ring of 3600 / this many samples, allocated at start),
+    /// and its torrent, peer and top-20 figures are counted once per sample.
+    pub status_sample_secs: u32,
 }
 
 impl Default for AdminConfig {
@@ -72,6 +77,7 @@ impl Default for AdminConfig {
         Self {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
             token: String::new(),
+            status_sample_secs: 10,
         }
     }
 }
@@ -81,6 +87,7 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("bind", &self.bind)
             .field("token", &tracker_core::config::redacted(&self.token))
+            .field("status_sample_secs", &self.status_sample_secs)
             .finish()
     }
 }
@@ -294,6 +301,9 @@ impl Config {
             && (tok.len() < 16 || tok.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             p.push("admin.token must be empty (API disabled) or at least 16 characters without whitespace".into());
+        }
+        if !(1..=60).contains(&self.admin.status_sample_secs) {
+            p.push("admin.status_sample_secs must be 1 to 60".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             p.push(format!(
@@ -523,6 +533,7 @@ mod tests {
         c.protocol.interval = 0;
         c.swarm.sweep_interval = 0;
         c.admin.token = "short".into();
+        c.admin.status_sample_secs = 61;
         c.log.filter = "info,=[".into();
         c.snapshot.path = "/nonexistent-dir-mt/x.json".into();
         let p = c.validate();
@@ -531,6 +542,7 @@ mod tests {
             "protocol.min_interval",
             "swarm.sweep_interval",
             "admin.token",
+            "admin.status_sample_secs",
             "log.filter",
             "snapshot.path",
         ] {
