@@ -359,6 +359,30 @@ pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Whether a test may go on with an external tool it needs. `present` says whether the tool
+/// was found; when it was not, the test fails if `MINI_TORRUST_REQUIRE_TOOLS=1` (set by
+/// `.ci/run`, which installs the tools), else this prints `skipped: <what> missing (<install>)`
+/// and the caller returns.
+pub(super) fn tool_available(present: bool, what: &str, install: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var("MINI_TORRUST_REQUIRE_TOOLS").as_deref() != Ok("1"),
+        "{what} is required here (MINI_TORRUST_REQUIRE_TOOLS=1): {install}"
+    );
+    println!("skipped: {what} missing ({install})");
+    false
+}
+
+/// The first `name` in a directory of `PATH`.
+pub(super) fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 pub(super) fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = command(dir)
         .args(args)

@@ -3,9 +3,11 @@
 
 mod access;
 mod api;
+mod browser;
 mod daemon;
 mod harness;
 mod hostile;
 mod http;
 mod monitoring;
+mod status_page;
 mod udp;
