@@ -20,7 +20,7 @@ pub const TOP_N: usize = 20;
 
 /// The request series the ring keeps, by protocol and action, and errors (answered with an
 /// error, any action). The names are the JSON keys.
-pub const SERIES: [(&str, fn(&Totals) -> u64); 7] = [
+pub const SERIES: [(&str, Read); 7] = [
     ("udp_connect", |t| t.udp.connects),
     ("udp_announce", |t| t.udp.announces),
     ("udp_scrape", |t| t.udp.scrapes),
@@ -29,6 +29,9 @@ pub const SERIES: [(&str, fn(&Totals) -> u64); 7] = [
     ("udp_errors", |t| t.udp.errors),
     ("http_errors", |t| t.http.errors),
 ];
+
+/// How a series is read from the counters.
+pub type Read = fn(&Totals) -> u64;
 
 /// The counters a sample is taken from.
 #[derive(Debug, Clone, Copy, Default)]

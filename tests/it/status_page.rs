@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::api::{TOKEN, api, cfg, h, udp_announce_as};
+use super::api::{TOKEN, cfg, h, index_add, udp_announce_as};
 use super::browser::{self, Figure};
 use super::harness::{Daemon, announce, connect_on, hex, http_get, metrics, pct, sample};
 
@@ -185,16 +185,7 @@ fn the_status_page_shows_what_metrics_says() {
         .replace("token = ", "status_sample_secs = 1\ntoken = ")
         + "[swarm]\nsweep_interval = 8\n";
     let d = Daemon::start(dir.path(), &text);
-    let named =
-        serde_json::json!({"info_hash": hex(&torrent(23)), "name": HOSTILE_NAME, "size": 1});
-    let (status, _) = api(
-        d.admin,
-        "POST",
-        "/api/torrents",
-        "application/json",
-        named.to_string().as_bytes(),
-    );
-    assert_eq!(status, 201);
+    index_add(d.admin, &torrent(23), HOSTILE_NAME);
     traffic(&d);
 
     // Wait for a sample, a map walk, a snapshot and a sweep after the traffic.
@@ -364,19 +355,7 @@ fn in_private_mode_the_top_list_needs_the_admin_token() {
     let text =
         cfg(dir.path(), "private = true").replace("token = ", "status_sample_secs = 1\ntoken = ");
     let d = Daemon::start(dir.path(), &text);
-    let named =
-        serde_json::json!({"info_hash": hex(&h(7)), "name": "members-only-torrent", "size": 1});
-    assert_eq!(
-        api(
-            d.admin,
-            "POST",
-            "/api/torrents",
-            "application/json",
-            named.to_string().as_bytes()
-        )
-        .0,
-        201
-    );
+    index_add(d.admin, &h(7), "members-only-torrent");
     let deadline = Instant::now() + Duration::from_secs(20);
     while status_json(d.admin, Some(TOKEN))["top"]
         .as_array()
