@@ -22,7 +22,13 @@ const SPANS_S = [60, 300, 600, 900, 1800, HOUR_S];
 
 let token = sessionStorage.getItem("mini-torrust-token") || "";
 const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
-if (m) { token = decodeURIComponent(m[1]); }
+if (m) {
+  // Taken from the fragment (never sent to the server), kept for this tab, and dropped from the
+  // address bar so that it does not linger in history or screenshots.
+  token = decodeURIComponent(m[1]);
+  sessionStorage.setItem("mini-torrust-token", token);
+  history.replaceState(null, "", location.pathname + location.search);
+}
 
 function field(obj, path) {
   return path.split(".").reduce((o, k) => (o == null ? o : o[k]), obj);
