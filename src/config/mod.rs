@@ -63,8 +63,9 @@ pub struct Config {
 pub struct AdminConfig {
     /// Addresses of the admin listener. An empty list disables it.
     pub bind: Vec<SocketAddr>,
-    /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`
-    /// and `/health` never need it. Prefer MINI_TORRUST_ADMIN_TOKEN to writing it here.
+    /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`,
+    /// `/health` and the status page never need it, except for the status page's top 20 in
+    /// private mode. Prefer MINI_TORRUST_ADMIN_TOKEN to writing it here.
     pub token: String,
     /// Seconds between the status page's samples, 1 to 60: its request charts show one point
     /// per sample over the last hour (a ring of 3600 / this many samples, allocated at start),
