@@ -7,5 +7,6 @@ mod daemon;
 mod harness;
 mod hostile;
 mod http;
+mod https;
 mod monitoring;
 mod udp;
