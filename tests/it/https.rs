@@ -4,7 +4,7 @@
 //! test CA through `SSL_CERT_FILE`), the TLS handshake's time bound, and SIGHUP: a second
 //! certificate from a second CA served to new connections while a keep-alive connection opened
 //! before keeps working and the swarm stays, then bad files refused with the old certificate
-//! kept, and `--check-config` loading the files.
+//! kept, and `--check-config` and the start loading the files.
 //!
 //! Without openssl or curl the tests are skipped with a printed reason, and without
 //! python3-libtorrent the libtorrent part is; `MINI_TORRUST_REQUIRE_TOOLS=1` makes that a failure.
@@ -33,44 +33,31 @@ fn tools() -> bool {
     )
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` in `dir` with `args` (split at spaces; no argument holds one).
+fn openssl(dir: &Path, args: &str) {
     let out = Command::new("openssl")
-        .args(args)
+        .args(args.split_whitespace())
         .current_dir(dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "openssl {args}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A new ECDSA P-256 key (unencrypted) for `openssl req`.
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
 
 /// A self-signed CA `name` in `dir`: `name.pem` (certificate) and `name.key`.
 fn make_ca(dir: &Path, name: &str) -> PathBuf {
     openssl(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-subj",
-            &format!("/CN=mini-torrust test {name}"),
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
+        &format!(
+            "req -x509 {NEW_KEY} -keyout {name}.key -out {name}.pem -subj /CN=mini-torrust-test-{name} \
+             -days 2 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+        ),
     );
     dir.join(format!("{name}.pem"))
 }
@@ -84,41 +71,14 @@ fn make_server(dir: &Path, name: &str, ca: &str) -> (PathBuf, PathBuf) {
     .unwrap();
     openssl(
         dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            "/CN=localhost",
-        ],
+        &format!("req -new {NEW_KEY} -keyout {name}.key -out {name}.csr -subj /CN=localhost"),
     );
     openssl(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
+        &format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -days 2 \
+             -extfile {name}.ext -out {name}.pem"
+        ),
     );
     (
         dir.join(format!("{name}.pem")),
@@ -502,6 +462,14 @@ fn sighup_serves_a_second_certificate_keeps_connections_and_swarms_and_refuses_b
         &[],
     );
     assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no certificate found") && err.contains("server.pem"),
+        "{err}"
+    );
+    // And a start with them fails, naming them.
+    let (code, _, err) = run_cli(d, &["--config", &cfg.to_string_lossy()], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("loading the HTTPS certificate"), "{err}");
     assert!(
         err.contains("no certificate found") && err.contains("server.pem"),
         "{err}"
