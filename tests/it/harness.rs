@@ -1,9 +1,10 @@
 //! The harness the end-to-end modules share: the real `mini-torrust` binary started as systemd
 //! would start it (a config file with port-0 listeners on 127.0.0.1, `NOTIFY_SOCKET` pointing at a
-//! datagram socket this harness binds), and minimal UDP, HTTP, bencode and Prometheus helpers.
+//! datagram socket this harness binds), minimal UDP, HTTP, bencode and Prometheus helpers, and
+//! the shared skip rule of tests that need an external tool ([`tool_present`]).
 //!
-//! The bound ports are read from the daemon's one "mini-torrust started" log line (JSON log
-//! format), which it writes before `READY=1`.
+//! The bound ports (UDP, HTTP, admin, and HTTPS when configured) are read from the daemon's one
+//! "mini-torrust started" log line (JSON log format), which it writes before `READY=1`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
