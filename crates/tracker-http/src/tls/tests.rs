@@ -1,7 +1,8 @@
 //! PEM loading against fixtures in `testdata/tls` (made once with the openssl CLI, valid for
 //! 100 years): `chain.pem` is a server certificate for localhost and 127.0.0.1 followed by the
 //! intermediate that signed it, `ca.pem` the root that signed the intermediate, `leaf.key` the
-//! server key as PKCS#8 and `leaf.sec1.key` the same key as SEC1, `other.key` an unrelated key.
+//! server key as PKCS#8 and `leaf.sec1.key` the same key as SEC1, `other.key` an unrelated key;
+//! `rsa.pem` a self-signed RSA certificate with its key as PKCS#1 in `rsa.key`.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,14 @@ fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+#[test]
+fn an_rsa_certificate_loads_with_a_pkcs1_key() {
+    let k = load_certified_key(&data("rsa.pem"), &data("rsa.key")).unwrap();
+    assert_eq!(k.cert.len(), 1);
+    let e = load_certified_key(&data("rsa.pem"), &data("leaf.key")).unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
 }
 
 #[test]
