@@ -66,6 +66,9 @@ pub enum TlsError {
         /// What is wrong.
         reason: String,
     },
+    /// rustls refused the server configuration (not expected with the ring provider).
+    #[error("TLS setup failed: {0}")]
+    Setup(String),
 }
 
 /// The provider every HTTPS connection uses: ring's (see docs/DESIGN.md for why ring).
@@ -177,7 +180,7 @@ impl TlsCerts {
         let resolver = Arc::new(Resolver(ArcSwap::from_pointee(key)));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .expect("ring's default provider supports the default protocol versions")
+            .map_err(|e| TlsError::Setup(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
