@@ -1,8 +1,9 @@
 //! Wiring: builds the tracker, restores the snapshot, binds every socket, starts the listeners
 //! and the periodic jobs, tells systemd, and handles signals until shutdown.
 //!
-//! Order at start: snapshot restored -> HTTP, admin and UDP sockets bound -> jobs started ->
-//! one "started" log line with the bound addresses -> `READY=1`. At SIGTERM / SIGINT:
+//! Order at start: snapshot restored -> HTTPS certificate loaded -> HTTP, HTTPS, admin and UDP
+//! sockets bound -> jobs started -> one "started" log line with the bound addresses ->
+//! `READY=1`. At SIGTERM / SIGINT:
 //! `STOPPING=1` -> listeners stopped -> final snapshot -> exit 0 (1 if that snapshot failed). A
 //! listener or worker that dies on its own makes the daemon stop the same way and exit non-zero.
 
@@ -89,6 +90,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         config = %source,
         udp = %addr_list(&listeners.udp),
         http = %addr_list(&listeners.http),
+        https = %addr_list(&listeners.https),
         admin = %addr_list(&listeners.admin),
         torrents = counts.torrents,
         peers = counts.total(),
@@ -112,7 +114,10 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         tokio::select! {
             _ = sigterm.recv() => break ("SIGTERM", Ok(())),
             _ = sigint.recv() => break ("SIGINT", Ok(())),
-            _ = sighup.recv() => reload::reload(&mut running, &source, &log, notifier, &tracker).await,
+            _ = sighup.recv() => {
+                let tls = listeners.tls.as_ref();
+                reload::reload(&mut running, &source, &log, notifier, &tracker, tls).await
+            }
             _ = status_tick.tick() => {
                 let line = jobs::status_line(&tracker, Some(&mut last_requests)).await;
                 notify::notify(notifier, &format!("STATUS={line}"));

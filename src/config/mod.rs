@@ -1,6 +1,6 @@
 //! The daemon's configuration: `config.toml` sections, environment overrides, validation.
 //!
-//! `[udp]` and `[http]` are the protocol crates' own structs embedded as-is; the other
+//! `[udp]`, `[http]` and `[https]` are the protocol crates' own structs embedded as-is; the other
 //! sections are defined here. Every struct is `#[serde(default, deny_unknown_fields)]`: a
 //! missing key takes its default, an unknown key is an error naming the key and the file.
 //!
@@ -39,6 +39,8 @@ pub struct Config {
     pub udp: tracker_udp::UdpConfig,
     /// `[http]`: the HTTP tracker.
     pub http: tracker_http::HttpConfig,
+    /// `[https]`: the HTTP tracker over TLS.
+    pub https: tracker_http::HttpsConfig,
     /// `[admin]`: the admin listener (metrics, health, API).
     pub admin: AdminConfig,
     /// `[protocol]`: what clients are told (tracker-core's own struct).
@@ -265,6 +267,7 @@ impl Config {
         let config = Config {
             udp: s.get("udp"),
             http: s.get("http"),
+            https: s.get("https"),
             admin: s.get("admin"),
             protocol: s.get("protocol"),
             swarm: s.get("swarm"),
@@ -284,6 +287,7 @@ impl Config {
             p.push(e.to_string());
         }
         p.extend(self.http.validate().err().map(|e| e.to_string()));
+        p.extend(self.https.validate().err().map(|e| e.to_string()));
         p.extend(self.to_core().validate());
         if self.http.full_scrape != tracker_http::FullScrape::Off && self.access.private {
             p.push(
@@ -324,6 +328,20 @@ impl Config {
             }
         }
         p
+    }
+
+    /// What [`Config::validate`] leaves to the start: whether the files the config names load
+    /// (the `[https]` certificate and key, when `https.bind` is set). `--check-config` runs it;
+    /// a reload does not (a bad certificate file is refused alone, the rest reloads).
+    pub fn check_files(&self) -> Vec<String> {
+        let h = &self.https;
+        if h.bind.is_empty() {
+            return Vec::new();
+        }
+        match tracker_http::tls::load_certified_key(&h.cert_file, &h.key_file) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("https.cert_file/key_file: {e}")],
+        }
     }
 
     /// The tracker-core settings: its four sections as they are.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::harness::{on_path, tool_available};
+use super::harness::{on_path, tool_present};
 
 /// Longest a Chromium run may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,13 +20,11 @@ const BUDGET_MS: u32 = 4000;
 /// Chromium, when installed; else a printed skip (or a failure with
 /// `MINI_TORRUST_REQUIRE_TOOLS=1`) and `None`.
 pub(super) fn chromium() -> Option<PathBuf> {
-    let found = on_path("chromium");
-    tool_available(
-        found.is_some(),
-        "chromium",
-        "apt-get install chromium; .ci/run installs it",
+    tool_present(
+        on_path("chromium"),
+        "chromium missing (apt-get install chromium; .ci/run installs it)",
     )
-    .then(|| found.unwrap())
+    .then(|| PathBuf::from("chromium"))
 }
 
 /// Runs Chromium headless on `url` with `extra` arguments; its stdout. Fails the test when it

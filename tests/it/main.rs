@@ -8,6 +8,7 @@ mod daemon;
 mod harness;
 mod hostile;
 mod http;
+mod https;
 mod monitoring;
 mod status_page;
 mod udp;
