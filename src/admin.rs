@@ -1,5 +1,6 @@
 //! The admin listener (`[admin] bind`, loopback by default), on hyper 1 / http1:
 //!
+//! - `GET /`, `/status.js`, `/status.css`, `/status.json`: the status page ([`crate::status`]).
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 //! - `GET /health`: `200 ok` while serving (`200 degraded: <why>` in cluster mode while Redis
 //!   does not answer), `503` before READY and once stopping.
@@ -43,6 +44,8 @@ pub struct AdminContext {
     pub state: Arc<DaemonState>,
     /// `admin.token`; empty disables `/api/*`.
     pub token: String,
+    /// The status page's history and last map walk.
+    pub status: Arc<crate::status::Sampler>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -99,7 +102,9 @@ where
 {
     let path = req.uri().path();
     match path {
-        "/metrics" | "/health" if req.method() != Method::GET && req.method() != Method::HEAD => {
+        "/metrics" | "/health" | "/" | "/status.json" | "/status.js" | "/status.css"
+            if req.method() != Method::GET && req.method() != Method::HEAD =>
+        {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -121,6 +126,17 @@ where
                 }
                 Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed\n"),
             }
+        }
+        "/" => page(crate::status::PAGE, "text/html; charset=utf-8"),
+        "/status.js" => page(crate::status::SCRIPT, "text/javascript; charset=utf-8"),
+        "/status.css" => page(crate::status::STYLE, "text/css; charset=utf-8"),
+        "/status.json" => {
+            let show_top = crate::status::may_see_top(&ctx.tracker, req.headers(), &ctx.token);
+            let body = crate::status::json(&ctx.tracker, &ctx.state, &ctx.status, show_top);
+            let mut r = json_owned(StatusCode::OK, body);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
         }
         "/health" => {
             if ctx.state.is_ready() {
@@ -224,6 +240,23 @@ fn authorized<B>(req: &Request<B>, token: &str) -> bool {
     tracker_http::full_scrape::bearer_matches(req.headers(), token)
 }
 
+/// A file of the status page, with its content security policy.
+fn page(body: &'static str, content_type: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::status::CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
@@ -255,6 +288,7 @@ mod tests {
             tracker: Arc::new(Tracker::new(CoreConfig::default())),
             state: Arc::new(DaemonState::new(Instant::now())),
             token: token.into(),
+            status: Arc::new(crate::status::Sampler::new(10)),
         }
     }
 
@@ -306,6 +340,32 @@ mod tests {
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],
             crate::metrics::CONTENT_TYPE
+        );
+    }
+
+    #[tokio::test]
+    async fn the_status_page_and_its_files_need_no_token() {
+        let c = ctx("0123456789abcdef");
+        for (path, ctype) in [
+            ("/", "text/html; charset=utf-8"),
+            ("/status.js", "text/javascript; charset=utf-8"),
+            ("/status.css", "text/css; charset=utf-8"),
+            ("/status.json", "application/json"),
+        ] {
+            let r = handle(req(Method::GET, path, None), &c).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(r.headers()[header::CONTENT_TYPE], ctype, "{path}");
+            assert_eq!(
+                status(&c, Method::POST, path, None).await,
+                StatusCode::METHOD_NOT_ALLOWED
+            );
+        }
+        let r = handle(req(Method::GET, "/", None), &c).await;
+        assert!(
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
         );
     }
 

@@ -1,8 +1,9 @@
 //! Wiring: builds the tracker, restores the snapshot, binds every socket, starts the listeners
 //! and the periodic jobs, tells systemd, and handles signals until shutdown.
 //!
-//! Order at start: snapshot restored -> HTTP, admin and UDP sockets bound -> jobs started ->
-//! one "started" log line with the bound addresses -> `READY=1`. At SIGTERM / SIGINT:
+//! Order at start: snapshot restored -> HTTPS certificate loaded -> HTTP, HTTPS, admin and UDP
+//! sockets bound -> jobs started -> one "started" log line with the bound addresses ->
+//! `READY=1`. At SIGTERM / SIGINT:
 //! `STOPPING=1` -> listeners stopped -> (cluster mode) last flush to Redis -> final snapshot -> exit 0 (1 if that snapshot failed). A
 //! listener or worker that dies on its own makes the daemon stop the same way and exit non-zero.
 
@@ -77,6 +78,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         tracker: Arc::clone(&tracker),
         state: Arc::clone(&state),
         token: config.admin.token.clone(),
+        status: Arc::new(crate::status::Sampler::new(config.admin.status_sample_secs)),
     });
     // A first start draws a random connection-id key; later ones keep the snapshot's. In
     // cluster mode the first node's key, shared through Redis, wins.
@@ -99,7 +101,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
     }
     let mut listeners = Listeners::start(&config, &tracker, &admin_ctx, key)?;
     let key = listeners.connection_id_key;
-    let mut jobs = jobs::start(&config, &tracker, &state, key);
+    let mut jobs = jobs::start(&config, &tracker, &state, &admin_ctx.status, key);
     if let Some(c) = cluster.as_mut() {
         // The cluster's writer and reader never return: either one ending is a job failure.
         let mut tasks = std::mem::take(&mut c.tasks);
@@ -119,6 +121,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         config = %source,
         udp = %addr_list(&listeners.udp),
         http = %addr_list(&listeners.http),
+        https = %addr_list(&listeners.https),
         admin = %addr_list(&listeners.admin),
         torrents = counts.torrents,
         peers = counts.total(),
@@ -142,7 +145,10 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
         tokio::select! {
             _ = sigterm.recv() => break ("SIGTERM", Ok(())),
             _ = sigint.recv() => break ("SIGINT", Ok(())),
-            _ = sighup.recv() => reload::reload(&mut running, &source, &log, notifier, &tracker).await,
+            _ = sighup.recv() => {
+                let tls = listeners.tls.as_ref();
+                reload::reload(&mut running, &source, &log, notifier, &tracker, tls).await
+            }
             _ = status_tick.tick() => {
                 let mut line = jobs::status_line(&tracker, Some(&mut last_requests)).await;
                 if let Some(why) = state.degraded() {

@@ -1,5 +1,6 @@
 //! The daemon's background work: the snapshot restore at start and every snapshot write, the
-//! coarse clock, the sweep, periodic snapshots, the systemd watchdog and the STATUS line.
+//! coarse clock, the sweep, periodic snapshots, the status page's sampler (its own module,
+//! [`crate::status::sampler`]), the systemd watchdog and the STATUS line.
 //! Blocking work (sweeps, snapshots, peer counts) runs on tokio's blocking threads.
 
 use std::path::{Path, PathBuf};
@@ -15,16 +16,24 @@ use crate::config::Config;
 use crate::notify::{self, Notifier};
 use crate::state::DaemonState;
 
-/// Starts the periodic jobs: clock, sweep, snapshots (when enabled), watchdog (when systemd
-/// asks for one). None of them ever returns; one that does is a failure.
+/// Starts the periodic jobs: clock, sweep, snapshots (when enabled), the status sampler (when
+/// the admin listener is on), watchdog (when systemd asks for one). None of them ever returns;
+/// one that does is a failure.
 pub(crate) fn start(
     config: &Config,
     tracker: &Arc<Tracker>,
     state: &Arc<DaemonState>,
+    sampler: &Arc<crate::status::Sampler>,
     connection_id_key: [u8; 16],
 ) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(tick(Arc::clone(tracker)));
+    if !config.admin.bind.is_empty() {
+        jobs.spawn(crate::status::sampler::run(
+            Arc::clone(tracker),
+            Arc::clone(sampler),
+        ));
+    }
     jobs.spawn(sweep_job(
         Arc::clone(tracker),
         Arc::clone(state),

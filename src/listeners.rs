@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracker_core::Tracker;
-use tracker_http::{HttpServer, HttpStopper};
+use tracker_http::{HttpServer, HttpStopper, TlsCerts, TlsListeners};
 use tracker_udp::{UdpServer, UdpSockets, UdpStopper};
 
 use crate::admin::{self, AdminContext};
@@ -32,6 +32,10 @@ const BACKLOG: i32 = 1024;
 pub(crate) struct Listeners {
     /// Bound HTTP tracker addresses.
     pub(crate) http: Vec<SocketAddr>,
+    /// Bound HTTPS tracker addresses.
+    pub(crate) https: Vec<SocketAddr>,
+    /// The HTTPS certificate (when `[https]` listens), for SIGHUP to reload.
+    pub(crate) tls: Option<Arc<TlsCerts>>,
     /// Bound admin addresses.
     pub(crate) admin: Vec<SocketAddr>,
     /// Bound UDP tracker addresses.
@@ -70,6 +74,8 @@ impl Listeners {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut l = Listeners {
             http: Vec::new(),
+            https: Vec::new(),
+            tls: None,
             admin: Vec::new(),
             udp: Vec::new(),
             connection_id_key,
@@ -78,22 +84,38 @@ impl Listeners {
             http_stop: None,
             udp_stop: UdpStopOnDrop::default(),
         };
+        let mut tls = None;
+        let https_binds = usable_binds(&config.https.bind, "https.bind");
+        if !https_binds.is_empty() {
+            let h = &config.https;
+            let certs = TlsCerts::load(&h.cert_file, &h.key_file)
+                .context("loading the HTTPS certificate (https.cert_file, https.key_file)")?;
+            let mut listeners = Vec::new();
+            for addr in https_binds {
+                let (listener, _) = bind_named(addr, "the HTTPS tracker", "https.bind")?;
+                listeners.push(listener);
+            }
+            l.tls = Some(Arc::clone(&certs));
+            tls = Some(TlsListeners { listeners, certs });
+        }
         let mut http_listeners = Vec::new();
         for addr in usable_binds(&config.http.bind, "http.bind") {
             let (listener, _) = bind_named(addr, "the HTTP tracker", "http.bind")?;
             http_listeners.push(listener);
         }
-        if !http_listeners.is_empty() {
-            let http = HttpServer::start(
+        if !http_listeners.is_empty() || tls.is_some() {
+            let http = HttpServer::start_with_tls(
                 http_listeners,
+                tls,
                 Arc::clone(tracker),
                 Arc::new(config.http.clone()),
                 &config.admin.token,
             )
-            .context("starting the HTTP tracker ([http])")?;
+            .context("starting the HTTP tracker ([http], [https])")?;
             l.http = http.local_addrs();
+            l.https = http.tls_addrs();
             l.http_stop = Some(http.stopper());
-            let addrs = addr_list(&l.http);
+            let addrs = addr_list(&[l.http.as_slice(), l.https.as_slice()].concat());
             l.tasks.spawn(async move {
                 http.join()
                     .await

@@ -20,6 +20,7 @@ mod metrics;
 mod notify;
 mod reload;
 mod state;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,7 +41,8 @@ struct Cli {
     /// Print the effective configuration (file plus environment overrides) as TOML and exit.
     #[arg(long, conflicts_with = "check_config")]
     print_config: bool,
-    /// Validate the configuration, list every problem, and exit 0 (valid) or 1 (not).
+    /// Validate the configuration (and load the files it names: the HTTPS certificate and key),
+    /// list every problem, and exit 0 (valid) or 1 (not).
     #[arg(long)]
     check_config: bool,
     /// Send SIGHUP to the running daemon with this process id (the unit's `$MAINPID`) and
@@ -107,21 +109,16 @@ fn main() -> ExitCode {
     };
     let config = match Config::load(&source, env_vars()) {
         Ok(c) => c,
-        Err(problems) => {
-            eprintln!(
-                "mini-torrust: invalid configuration ({source}), {} problem(s):",
-                problems.0.len()
-            );
-            for p in &problems.0 {
-                eprintln!("  - {p}");
-            }
-            return ExitCode::FAILURE;
-        }
+        Err(problems) => return invalid(&source, &problems.0),
     };
     if let Some(cmd) = cli.command {
         return run_client(cmd, &config, cli.admin, cli.token, cli.json);
     }
     if cli.check_config {
+        let problems = config.check_files();
+        if !problems.is_empty() {
+            return invalid(&source, &problems);
+        }
         println!("{source}: configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -145,6 +142,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Lists the problems of an invalid configuration on stderr.
+fn invalid(source: &Source, problems: &[String]) -> ExitCode {
+    eprintln!(
+        "mini-torrust: invalid configuration ({source}), {} problem(s):",
+        problems.len()
+    );
+    for p in problems {
+        eprintln!("  - {p}");
+    }
+    ExitCode::FAILURE
 }
 
 fn run_client(

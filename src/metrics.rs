@@ -14,8 +14,9 @@
 //! - `rate_limited_total{protocol}`, `banned_requests_total{protocol}`, `bans_total{protocol}`,
 //!   `limits_table_entries{state}` (`used`, `banned`, `capacity`): the `[limits]` section.
 //! - `connections_closed_total{protocol,reason}`: HTTP connections the guards closed
-//!   (`per_ip_limit`, `head_timeout`, `evicted`).
-//! - `torrents`, `peers{family,role}`: gauges.
+//!   (`per_ip_limit`, `head_timeout`, `evicted`, `tls_handshake`).
+//! - `torrents`, `peers{family,role}`, `downloads` (completed downloads counted by the torrents
+//!   held): gauges.
 //! - `snapshot_duration_seconds`, `snapshot_age_seconds` (only after a first write),
 //!   `snapshot_bytes`, `snapshot_writes_total{outcome}`.
 //! - `sweep_duration_seconds`, `sweeps_total`, `sweep_removed_total{what}`.
@@ -199,12 +200,13 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
         &mut o,
         "connections_closed_total",
         "counter",
-        "HTTP connections closed by the guards: over http.max_connections_per_ip, no complete request head within http.header_read_timeout_ms, or closed while waiting to make room when every http.max_connections slot was taken.",
+        "HTTP connections closed by the guards: over http.max_connections_per_ip, no complete request head within http.header_read_timeout_ms, closed while waiting to make room when every http.max_connections slot was taken, or a failed TLS handshake on an https listener.",
     );
     for (why, v) in [
         ("per_ip_limit", stats.http.connections_refused),
         ("head_timeout", stats.http.connections_timed_out),
         ("evicted", stats.http.connections_evicted),
+        ("tls_handshake", stats.http.tls_handshake_failures),
     ] {
         sample(
             &mut o,
@@ -261,6 +263,13 @@ pub fn render(tracker: &Tracker, state: &DaemonState) -> String {
         "Torrents held (with peers or indexed).",
     );
     sample(&mut o, "torrents", &[], peers.torrents as u64);
+    family(
+        &mut o,
+        "downloads",
+        "gauge",
+        "Completed downloads counted by the torrents held (the sum of their scrape downloaded).",
+    );
+    sample(&mut o, "downloads", &[], peers.downloads);
     family(
         &mut o,
         "peers",

@@ -1,11 +1,12 @@
 //! SIGHUP: what a reload re-reads and applies without a restart (the log filter, the access
-//! list files, the index directory, the client allow and deny lists), and what it only names as
-//! needing one.
+//! list files, the index directory, the client allow and deny lists, the HTTPS certificate),
+//! and what it only names as needing one.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tracker_core::Tracker;
+use tracker_http::TlsCerts;
 
 use crate::config::{Config, Source};
 use crate::jobs::status_line;
@@ -13,13 +14,15 @@ use crate::logging::LogControl;
 use crate::notify::{self, Notifier};
 
 /// SIGHUP: re-reads the config file; applies the log filter, re-reads the access list files
-/// and syncs the index directory; names settings that need a restart. Swarms are untouched.
+/// and syncs the index directory, re-reads the HTTPS certificate (`tls`, when HTTPS listens);
+/// names settings that need a restart. Swarms and open connections are untouched.
 pub(crate) async fn reload(
     running: &mut Config,
     source: &Source,
     log: &LogControl,
     notifier: Option<&Notifier>,
     tracker: &Arc<Tracker>,
+    tls: Option<&Arc<TlsCerts>>,
 ) {
     let t0 = Instant::now();
     notify::notify(notifier, "RELOADING=1\nSTATUS=reloading");
@@ -71,6 +74,13 @@ pub(crate) async fn reload(
                 }
                 Err(e) => tracing::error!(error = %e, "reload: access list task failed"),
             }
+            if let Some(certs) = tls {
+                if reload_cert(certs, &new.https).await {
+                    applied.push("https certificate");
+                    running.https.cert_file = new.https.cert_file.clone();
+                    running.https.key_file = new.https.key_file.clone();
+                }
+            }
             let restart: Vec<&str> = crate::config::SECTIONS
                 .iter()
                 .copied()
@@ -81,6 +91,7 @@ pub(crate) async fn reload(
                     let live: &[&str] = match *s {
                         "log" => &["filter"],
                         "access" => &["client_allow", "client_deny"],
+                        "https" => &["cert_file", "key_file"],
                         _ => &[],
                     };
                     for v in [&mut a, &mut b].into_iter().flatten() {
@@ -105,4 +116,33 @@ pub(crate) async fn reload(
     }
     let line = status_line(tracker, None).await;
     notify::notify(notifier, &format!("READY=1\nSTATUS={line}"));
+}
+
+/// Re-reads the certificate and key `https` names; true if they replaced the served ones. On an
+/// error, one line names the file and the reason, and the old certificate stays.
+async fn reload_cert(certs: &Arc<TlsCerts>, https: &tracker_http::HttpsConfig) -> bool {
+    let (c, cert, key) = (
+        Arc::clone(certs),
+        https.cert_file.clone(),
+        https.key_file.clone(),
+    );
+    match tokio::task::spawn_blocking(move || c.reload(&cert, &key)).await {
+        Ok(Ok(chain)) => {
+            tracing::info!(
+                cert_file = %https.cert_file.display(),
+                key_file = %https.key_file.display(),
+                chain,
+                "reload: HTTPS certificate replaced; new connections get it"
+            );
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reload: HTTPS certificate refused, still serving the previous one");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload: HTTPS certificate task failed");
+            false
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The daemon's configuration: `config.toml` sections, environment overrides, validation.
 //!
-//! `[udp]` and `[http]` are the protocol crates' own structs embedded as-is; the other
+//! `[udp]`, `[http]` and `[https]` are the protocol crates' own structs embedded as-is; the other
 //! sections are defined here. Every struct is `#[serde(default, deny_unknown_fields)]`: a
 //! missing key takes its default, an unknown key is an error naming the key and the file.
 //!
@@ -39,6 +39,8 @@ pub struct Config {
     pub udp: tracker_udp::UdpConfig,
     /// `[http]`: the HTTP tracker.
     pub http: tracker_http::HttpConfig,
+    /// `[https]`: the HTTP tracker over TLS.
+    pub https: tracker_http::HttpsConfig,
     /// `[admin]`: the admin listener (metrics, health, API).
     pub admin: AdminConfig,
     /// `[protocol]`: what clients are told (tracker-core's own struct).
@@ -57,16 +59,22 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// The admin listener: GET /metrics (Prometheus), GET /health and the /api/* of the torrent
-/// index, access lists and passkeys. Keep it on loopback or a private network.
+/// The admin listener: GET / (the status page), GET /metrics (Prometheus), GET /health and
+/// the /api/* of the torrent index, access lists and passkeys. Keep it on loopback or a
+/// private network.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Addresses of the admin listener. An empty list disables it.
     pub bind: Vec<SocketAddr>,
-    /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`
-    /// and `/health` never need it. Prefer MINI_TORRUST_ADMIN_TOKEN to writing it here.
+    /// Bearer token for `/api/*` (at least 16 characters). Empty: `/api/*` is disabled; `/metrics`,
+    /// `/health` and the status page never need it, except for the status page's top 20 in
+    /// private mode. Prefer MINI_TORRUST_ADMIN_TOKEN to writing it here.
     pub token: String,
+    /// Seconds between the status page's samples, 1 to 60: its request charts show one point
+    /// per sample over the last hour (a ring of 3600 / this many samples, allocated at start),
+    /// and its torrent, peer and top-20 figures are counted once per sample.
+    pub status_sample_secs: u32,
 }
 
 impl Default for AdminConfig {
@@ -74,6 +82,7 @@ impl Default for AdminConfig {
         Self {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
             token: String::new(),
+            status_sample_secs: 10,
         }
     }
 }
@@ -83,6 +92,7 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("bind", &self.bind)
             .field("token", &tracker_core::config::redacted(&self.token))
+            .field("status_sample_secs", &self.status_sample_secs)
             .finish()
     }
 }
@@ -259,6 +269,7 @@ impl Config {
         let config = Config {
             udp: s.get("udp"),
             http: s.get("http"),
+            https: s.get("https"),
             admin: s.get("admin"),
             protocol: s.get("protocol"),
             swarm: s.get("swarm"),
@@ -279,6 +290,7 @@ impl Config {
             p.push(e.to_string());
         }
         p.extend(self.http.validate().err().map(|e| e.to_string()));
+        p.extend(self.https.validate().err().map(|e| e.to_string()));
         p.extend(self.to_core().validate());
         if self.http.full_scrape != tracker_http::FullScrape::Off && self.access.private {
             p.push(
@@ -299,6 +311,9 @@ impl Config {
         {
             p.push("admin.token must be empty (API disabled) or at least 16 characters without whitespace".into());
         }
+        if !(1..=60).contains(&self.admin.status_sample_secs) {
+            p.push("admin.status_sample_secs must be 1 to 60".into());
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             p.push(format!(
                 "log.filter ({:?}) is not a valid filter: {e}",
@@ -317,6 +332,20 @@ impl Config {
             }
         }
         p
+    }
+
+    /// What [`Config::validate`] leaves to the start: whether the files the config names load
+    /// (the `[https]` certificate and key, when `https.bind` is set). `--check-config` runs it;
+    /// a reload does not (a bad certificate file is refused alone, the rest reloads).
+    pub fn check_files(&self) -> Vec<String> {
+        let h = &self.https;
+        if h.bind.is_empty() {
+            return Vec::new();
+        }
+        match tracker_http::tls::load_certified_key(&h.cert_file, &h.key_file) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("https.cert_file/key_file: {e}")],
+        }
     }
 
     /// The tracker-core settings: its four sections as they are.
@@ -530,6 +559,7 @@ mod tests {
         c.protocol.interval = 0;
         c.swarm.sweep_interval = 0;
         c.admin.token = "short".into();
+        c.admin.status_sample_secs = 61;
         c.log.filter = "info,=[".into();
         c.snapshot.path = "/nonexistent-dir-mt/x.json".into();
         let p = c.validate();
@@ -538,6 +568,7 @@ mod tests {
             "protocol.min_interval",
             "swarm.sweep_interval",
             "admin.token",
+            "admin.status_sample_secs",
             "log.filter",
             "snapshot.path",
         ] {

@@ -46,6 +46,7 @@ pub fn render(config: &Config) -> Result<String, String> {
     let mut out = String::from(HEADER);
     section(&mut out, "udp", &config.udp)?;
     section(&mut out, "http", &config.http)?;
+    section(&mut out, "https", &config.https)?;
     section(&mut out, "admin", &config.admin)?;
     section(&mut out, "protocol", &config.protocol)?;
     section(&mut out, "swarm", &config.swarm)?;

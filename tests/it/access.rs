@@ -22,18 +22,7 @@ fn whitelist_over_http_and_udp_with_lists_reloaded_on_sighup() {
     announce(d.http, &h(1), b"-MT0001-white-000001", 6881, 0);
     assert_eq!(udp_announce(d.udp, &h(1), 7001, None), Ok((1, 1)));
     // Indexed through the API: allowed.
-    let body = format!(r#"{{"info_hash":"{}","name":"two","size":1}}"#, hex(&h(2)));
-    assert_eq!(
-        api(
-            d.admin,
-            "POST",
-            "/api/torrents",
-            "application/json",
-            body.as_bytes()
-        )
-        .0,
-        201
-    );
+    index_add(d.admin, &h(2), "two");
     assert!(udp_announce(d.udp, &h(2), 7001, None).is_ok());
     // The file changes and SIGHUP reloads it; the swarm of torrent 1 is kept, not served.
     std::fs::write(&allow, format!("{}\n", hex(&h(3)))).unwrap();

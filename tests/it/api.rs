@@ -79,6 +79,19 @@ pub(super) fn api(
     (status, v)
 }
 
+/// Adds `info_hash` to the index under `name` through the API (expects `201`).
+pub(super) fn index_add(admin: SocketAddr, info_hash: &[u8; 20], name: &str) {
+    let body = serde_json::json!({"info_hash": hex(info_hash), "name": name, "size": 1});
+    let (status, v) = api(
+        admin,
+        "POST",
+        "/api/torrents",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{v}");
+}
+
 pub(super) fn get(admin: SocketAddr, target: &str) -> (u16, Value) {
     api(admin, "GET", target, "", b"")
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::harness::{
     Daemon, bdecode, config, connect_on, dict_get, http_get, int, metrics, pct, sample,
-    tool_available,
+    tool_present,
 };
 
 /// How soon a change at one node must be seen at the others.
@@ -42,7 +42,7 @@ impl Redis {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !tool_available(
+        if !tool_present(
             have,
             "redis-server not on PATH (apt-get install redis-server)",
         ) {

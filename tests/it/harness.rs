@@ -1,9 +1,10 @@
 //! The harness the end-to-end modules share: the real `mini-torrust` binary started as systemd
 //! would start it (a config file with port-0 listeners on 127.0.0.1, `NOTIFY_SOCKET` pointing at a
-//! datagram socket this harness binds), and minimal UDP, HTTP, bencode and Prometheus helpers.
+//! datagram socket this harness binds), minimal UDP, HTTP, bencode and Prometheus helpers, and
+//! the shared skip rule of tests that need an external tool ([`tool_present`]).
 //!
-//! The bound ports are read from the daemon's one "mini-torrust started" log line (JSON log
-//! format), which it writes before `READY=1`.
+//! The bound ports (UDP, HTTP, admin, and HTTPS when configured) are read from the daemon's one
+//! "mini-torrust started" log line (JSON log format), which it writes before `READY=1`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -26,6 +27,8 @@ pub(super) struct Daemon {
     pub(super) udp: SocketAddr,
     pub(super) http: SocketAddr,
     pub(super) admin: SocketAddr,
+    /// The first HTTPS address, when `[https]` listens.
+    pub(super) https: Option<SocketAddr>,
     /// Notification messages received so far, in order.
     messages: Vec<String>,
 }
@@ -98,6 +101,7 @@ impl Daemon {
             udp: ([0, 0, 0, 0], 0).into(),
             http: ([0, 0, 0, 0], 0).into(),
             admin: ([0, 0, 0, 0], 0).into(),
+            https: None,
             messages: Vec::new(),
         };
         let ready = d.wait_message(|m| m.lines().any(|l| l == "READY=1"));
@@ -114,6 +118,8 @@ impl Daemon {
         d.udp = field("udp");
         d.http = field("http");
         d.admin = field("admin");
+        let https = started["fields"]["https"].as_str().unwrap_or_default();
+        d.https = https.split(',').next().and_then(|a| a.parse().ok());
         d
     }
 
@@ -211,10 +217,10 @@ impl Daemon {
     }
 }
 
-/// Whether a test can use an external tool (`have`). When it cannot, the test prints
-/// `skipped: <why>` and passes (the caller returns), unless `MINI_TORRUST_REQUIRE_TOOLS=1`
-/// (`.ci/run` sets it, after installing every tool): then the test fails.
-pub(super) fn tool_available(have: bool, why: &str) -> bool {
+/// Whether a test that needs an external tool can go on: `have` says whether the tool is there.
+/// Without it the test prints `skipped: <why>` and should return (and pass), unless
+/// `MINI_TORRUST_REQUIRE_TOOLS=1` (set by `.ci/run`, which installs the tools): then it fails.
+pub(super) fn tool_present(have: bool, why: &str) -> bool {
     if !have {
         assert!(
             std::env::var("MINI_TORRUST_REQUIRE_TOOLS").as_deref() != Ok("1"),
@@ -223,6 +229,35 @@ pub(super) fn tool_available(have: bool, why: &str) -> bool {
         println!("skipped: {why}");
     }
     have
+}
+
+/// Whether `program` is an executable file in a directory of `PATH`.
+pub(super) fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Debian's python3 (where apt installs python3-* modules) if present, else `python3`.
+pub(super) fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// Whether [`python`] can import every module named (comma-separated, as in `import a, b`).
+pub(super) fn python_has(modules: &str) -> bool {
+    Command::new(python())
+        .args(["-c", &format!("import {modules}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A BEP 15 connect: returns the connection id.

@@ -3,10 +3,13 @@
 
 mod access;
 mod api;
+mod browser;
 mod cluster;
 mod daemon;
 mod harness;
 mod hostile;
 mod http;
+mod https;
 mod monitoring;
+mod status_page;
 mod udp;

@@ -11,7 +11,9 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::harness::{Daemon, announce, config, http_get, udp_connect};
+use super::harness::{
+    Daemon, announce, config, http_get, python, python_has, tool_present, udp_connect,
+};
 
 /// A daemon with traffic over both protocols and one snapshot written; its `/metrics` text.
 fn scraped() -> String {
@@ -106,19 +108,10 @@ fn dashboard_and_alerts_query_only_exported_metrics_and_metrics_parse() {
     );
 
     // A real parser of the text format, in Debian's python (where apt installs the module).
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let have = Command::new(python)
-        .args(["-c", "import prometheus_client, yaml"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !super::harness::tool_available(
-        have,
-        "the prometheus_client and YAML checks: python3 modules missing (apt-get install python3-prometheus-client python3-yaml)",
+    let python = python();
+    if !tool_present(
+        python_has("prometheus_client, yaml"),
+        "the prometheus_client and YAML checks need python3 modules (apt-get install python3-prometheus-client python3-yaml)",
     ) {
         return;
     }

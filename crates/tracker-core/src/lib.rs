@@ -39,7 +39,7 @@ pub use stats::{CounterValues, Counters, LocalCounts, Stats, StatsSnapshot};
 pub use swarm::{IndexMeta, MAX_PEER_TIMEOUT, Stored};
 pub use tracker::{
     AnnounceError, AnnounceOutcome, AnnounceRequest, IndexError, IndexPage, IndexQuery, PeerCounts,
-    PeerInfo, ReloadError, ReloadReport, ScrapeCounts, SortBy, SweepReport, TorrentDetail,
-    TorrentSummary, Tracker,
+    PeerInfo, ReloadError, ReloadReport, ScrapeCounts, SortBy, SweepReport, TopTorrent,
+    TorrentDetail, TorrentSummary, Tracker,
 };
 pub use types::{Event, Family, InfoHash, PeerId, PeerStatus, Protocol, canonical_ip};

@@ -109,6 +109,9 @@ counters! {
     /// HTTP connections waiting for a request that were closed to make room for a new client
     /// when every `http.max_connections` slot was taken.
     connections_evicted,
+    /// HTTPS connections whose TLS handshake failed (a client refusing the certificate, a
+    /// protocol error); a handshake not finished in time counts in `connections_timed_out`.
+    tls_handshake_failures,
     /// Bytes received.
     bytes_in,
     /// Bytes sent.

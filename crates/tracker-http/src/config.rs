@@ -1,7 +1,8 @@
-//! The `[http]` section of `config.toml`.
+//! The `[http]` and `[https]` sections of `config.toml`.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -106,12 +107,61 @@ impl Default for HttpConfig {
     }
 }
 
-/// Why an [`HttpConfig`] cannot be used.
+/// The HTTPS tracker: the same tracker as `[http]` (same handler, answers, counters, and the
+/// `[http]` limits, timeouts and trusted proxies) over TLS (rustls; TLS 1.3 and 1.2; HTTP/1.1).
+/// SIGHUP re-reads `cert_file` and `key_file`: new connections get the new certificate, open
+/// ones and the swarms are untouched; files that do not load are refused with an error line and
+/// the old certificate is kept.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields,
+)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Addresses to listen on (TCP), e.g. `["0.0.0.0:443", "[::]:443"]`. Empty disables HTTPS.
+    /// Changing it needs a restart. Each listener has its own `http.max_connections` slots.
+    pub bind: Vec<SocketAddr>,
+    /// The certificate chain, PEM: the server's certificate first, then its intermediates
+    /// (e.g. certbot's `fullchain.pem`), at most 1 MiB. Required when `bind` is set. Re-read on
+    /// SIGHUP.
+    pub cert_file: PathBuf,
+    /// The certificate's private key, PEM (PKCS#8, RSA or EC), at most 1 MiB. Required when
+    /// `bind` is set. Re-read on SIGHUP.
+    pub key_file: PathBuf,
+}
+
+impl HttpsConfig {
+    /// Checks what serde cannot: with a `bind`, both files are named. Whether they load is
+    /// [`crate::tls::load_certified_key`]'s to say.
+    pub fn validate(&self) -> Result<(), HttpConfigError> {
+        if self.bind.is_empty() {
+            return Ok(());
+        }
+        for (field, path) in [("cert_file", &self.cert_file), ("key_file", &self.key_file)] {
+            if path.as_os_str().is_empty() {
+                return Err(HttpConfigError::Missing {
+                    field,
+                    reason: "must be set when https.bind is not empty",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an [`HttpConfig`] or [`HttpsConfig`] cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpConfigError {
     /// A numeric setting is out of its range.
     #[error("http.{field}: {reason}")]
     OutOfRange {
+        /// The config key.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A required `[https]` setting is empty.
+    #[error("https.{field}: {reason}")]
+    Missing {
         /// The config key.
         field: &'static str,
         /// What is wrong.
@@ -304,6 +354,26 @@ mod tests {
         assert_eq!(back, c);
         let empty: HttpConfig = toml::from_str("").unwrap();
         assert_eq!(empty, c);
+    }
+
+    #[test]
+    fn https_needs_both_files_only_with_a_bind() {
+        let c = HttpsConfig::default();
+        assert!(c.bind.is_empty());
+        c.validate().unwrap();
+        let c: HttpsConfig =
+            toml::from_str("bind = [\"127.0.0.1:443\"]\ncert_file = \"c.pem\"").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "https.key_file: must be set when https.bind is not empty"
+        );
+        let c = HttpsConfig {
+            key_file: "k.pem".into(),
+            ..c
+        };
+        c.validate().unwrap();
+        assert!(toml::from_str::<HttpsConfig>("cert = \"c.pem\"").is_err());
     }
 
     #[test]

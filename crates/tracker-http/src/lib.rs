@@ -2,13 +2,15 @@
 //!
 //! The HTTP front end of mini-torrust: BEP 3 announce with BEP 23 compact peers, BEP 7
 //! `peers6`, BEP 24 `external ip`, and BEP 48 scrape, served by hyper 1.x (HTTP/1.1,
-//! keep-alive) on tokio.
+//! keep-alive) on tokio, over plain TCP or TLS (rustls).
 //!
-//! What lives here: the `[http]` config section ([`HttpConfig`]), the raw-bytes query parser
-//! ([`query`]), the bencode reply writer ([`bencode`]), the client-IP rules ([`client_ip`]),
-//! routing ([`handler`]), request-head framing for the limits ([`head`]), connection slots
-//! (`slots`), the accept loop of one listener ([`serve`]) and [`HttpServer`], the running tracker
-//! on a set of bound listeners (start, `local_addrs`, stop, join: the UDP tracker's shape).
+//! What lives here: the `[http]` and `[https]` config sections ([`HttpConfig`],
+//! [`HttpsConfig`]), the raw-bytes query parser ([`query`]), the bencode reply writer
+//! ([`bencode`]), the client-IP rules ([`client_ip`]), routing ([`handler`]), request-head framing for the limits ([`head`]), connection slots
+//! (`slots`), the per-connection guards (`guard`), TLS for `[https]` ([`tls`]: PEM loading and
+//! the certificate swapped on reload), the accept loop of one listener ([`serve`],
+//! [`serve_tls`]) and [`HttpServer`], the running tracker on a set of bound listeners (start,
+//! `local_addrs`, stop, join: the UDP tracker's shape).
 //!
 //! What does not: the tracker rules and the swarm store (`tracker-core`), config file parsing,
 //! signals and listener binding (the daemon), the access rules and the per-address limiter
@@ -18,13 +20,16 @@ pub mod bencode;
 pub mod client_ip;
 pub mod config;
 pub mod full_scrape;
+mod guard;
 pub mod handler;
 pub mod head;
 mod lifecycle;
 pub mod query;
 pub mod server;
 mod slots;
+pub mod tls;
 
-pub use config::{Cidr, CidrError, FullScrape, HttpConfig, HttpConfigError};
-pub use lifecycle::{HttpServer, HttpStopper};
-pub use server::{serve, serve_handler};
+pub use config::{Cidr, CidrError, FullScrape, HttpConfig, HttpConfigError, HttpsConfig};
+pub use lifecycle::{HttpServer, HttpStopper, TlsListeners};
+pub use server::{serve, serve_handler, serve_tls};
+pub use tls::{TlsCerts, TlsError};

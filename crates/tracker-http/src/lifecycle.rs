@@ -1,7 +1,8 @@
-//! [`HttpServer`]: the HTTP tracker on a set of bound listeners, with the UDP tracker's
-//! lifecycle: bound sockets in ([`HttpServer::start`]), [`HttpServer::local_addrs`],
-//! [`HttpServer::stop`] (or a [`HttpStopper`] kept aside), [`HttpServer::join`]. Each listener
-//! is one [`crate::serve`] task; what a connection sees is all in `server.rs`.
+//! [`HttpServer`]: the HTTP tracker on a set of bound listeners, plain and TLS, with the UDP
+//! tracker's lifecycle: bound sockets in ([`HttpServer::start`], [`HttpServer::start_with_tls`]),
+//! [`HttpServer::local_addrs`] / [`HttpServer::tls_addrs`], [`HttpServer::stop`] (or a
+//! [`HttpStopper`] kept aside), [`HttpServer::join`]. Each listener is one [`crate::serve`] (or
+//! [`crate::serve_tls`]) task; what a connection sees is all in `server.rs` and `guard.rs`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tracker_core::Tracker;
 
 use crate::config::HttpConfig;
 use crate::handler::Handler;
+use crate::tls::TlsCerts;
 
 /// Tells an [`HttpServer`] to stop: its listeners stop accepting and their connections get
 /// `shutdown_timeout_ms` to finish. Cheap to clone and to keep after the server moved into
@@ -28,10 +30,20 @@ impl HttpStopper {
     }
 }
 
+/// HTTPS listeners (already bound) and the certificate they serve.
+#[derive(Debug)]
+pub struct TlsListeners {
+    /// The bound listeners.
+    pub listeners: Vec<TcpListener>,
+    /// The certificate, shared by every listener; reloading it reaches them all.
+    pub certs: Arc<TlsCerts>,
+}
+
 /// A running HTTP tracker: one serve task per bound listener.
 #[derive(Debug)]
 pub struct HttpServer {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     stop: HttpStopper,
     tasks: JoinSet<io::Result<()>>,
 }
@@ -48,38 +60,74 @@ impl HttpServer {
         config: Arc<HttpConfig>,
         full_scrape_token: &str,
     ) -> io::Result<HttpServer> {
+        Self::start_with_tls(listeners, None, tracker, config, full_scrape_token)
+    }
+
+    /// [`HttpServer::start`] with HTTPS listeners too: the same handler (so the same counters)
+    /// and limits, each listener with its own connection slots.
+    pub fn start_with_tls(
+        listeners: Vec<TcpListener>,
+        tls: Option<TlsListeners>,
+        tracker: Arc<Tracker>,
+        config: Arc<HttpConfig>,
+        full_scrape_token: &str,
+    ) -> io::Result<HttpServer> {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let addrs = listeners
-            .iter()
-            .map(TcpListener::local_addr)
-            .collect::<io::Result<Vec<_>>>()?;
+        let addrs_of = |ls: &[TcpListener]| {
+            ls.iter()
+                .map(TcpListener::local_addr)
+                .collect::<io::Result<Vec<_>>>()
+        };
+        let addrs = addrs_of(&listeners)?;
+        let tls_addrs = match &tls {
+            Some(t) => addrs_of(&t.listeners)?,
+            None => Vec::new(),
+        };
         let handler =
             Arc::new(Handler::new(tracker, config).with_full_scrape_token(full_scrape_token));
         let (tx, rx) = watch::channel(false);
+        let stopped = || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
         let mut tasks = JoinSet::new();
         for listener in listeners {
-            let mut rx = rx.clone();
-            let stopped = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
             tasks.spawn(crate::serve_handler(
                 listener,
                 Arc::clone(&handler),
-                stopped,
+                stopped(),
             ));
+        }
+        if let Some(t) = tls {
+            for listener in t.listeners {
+                tasks.spawn(crate::serve_tls(
+                    listener,
+                    Arc::clone(&handler),
+                    Arc::clone(&t.certs),
+                    stopped(),
+                ));
+            }
         }
         Ok(HttpServer {
             addrs,
+            tls_addrs,
             stop: HttpStopper(Arc::new(tx)),
             tasks,
         })
     }
 
-    /// The addresses served, in the order of the listeners given.
+    /// The plain HTTP addresses served, in the order of the listeners given.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// The HTTPS addresses served, in the order of the listeners given.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls_addrs.clone()
     }
 
     /// Asks every listener to stop; [`HttpServer::join`] then returns once their connections

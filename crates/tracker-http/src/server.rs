@@ -1,40 +1,29 @@
 //! The accept loop: hyper 1.x HTTP/1.1 with keep-alive on an already-bound tokio listener,
-//! after hyper's `graceful_shutdown` example.
+//! after hyper's `graceful_shutdown` example; plain TCP ([`serve_handler`]) or TLS
+//! ([`serve_tls`]), one generic loop monomorphised per [`Transport`], so the plain path has no
+//! box and no extra await.
 //!
-//! Each connection is wrapped in [`GuardedIo`], which enforces, below hyper:
-//! - the request head limit (`max_head_bytes`): a client that sends more bytes than that
-//!   without finishing its head gets a bencoded failure reason (status 200, `connection:
-//!   close`), its remaining input is drained for a moment (so that closing does not reset the
-//!   connection before the client read the answer) and the connection is closed. hyper's own
-//!   buffer limit is set above ours, so hyper's bodiless `431` is never what a client sees;
-//!   hyper's `414` for targets over 65534 bytes cannot happen either, since `max_head_bytes` is
-//!   at most 65000. A request body counts towards the limit (tracker requests have none).
-//! - the header read timeout (`header_read_timeout_ms`): a connection's first head must be
-//!   complete within it of the accept, so a silent or slow socket holds its slot for that long
-//!   at most; a later head within it of its first byte. Blank lines are part of the head they
-//!   precede ([`crate::head`]), so no byte restarts the clock.
-//! - the idle timeout (`idle_timeout_secs`, from the end of one head to the first byte of the
-//!   next). hyper's own `header_read_timeout` is not used because it runs from the moment
-//!   hyper starts waiting for a head, so it would also cut idle keep-alive connections at the
-//!   head timeout; here the two are distinct. The timer is re-armed lazily (at most once per
-//!   `min(header, idle)` timeout per connection), not per request. A response write that
-//!   cannot proceed (the client stopped reading) is cut by the same deadline.
+//! Each connection is wrapped in [`GuardedIo`] (`crate::guard`), which enforces the request
+//! head limit, the header read timeout (from the accept), the idle timeout and eviction, below
+//! hyper. A TLS handshake runs in the connection's own task (never in the accept loop), ends
+//! at the same deadline as the first request head (`header_read_timeout_ms` after the accept),
+//! and a connection still in its handshake may be evicted like one waiting for a request.
 //!
 //! Connection slots (`crate::slots`): at most `max_connections` at once, and at most
 //! `max_connections_per_ip` from one client address (IPv4 /32, IPv6 the limiter's prefix;
 //! trusted proxies exempt): one more from that address is accepted and closed at once. When all
 //! `max_connections` are taken, the client just accepted makes the oldest connection that is
-//! waiting for a request close. Together with the header timeout from the accept, an attacker
-//! holds few slots, each for `header_read_timeout_ms` at most, and never locks a client out.
+//! waiting for a request (or still in its TLS handshake) close. Together with the header
+//! timeout from the accept, an attacker holds few slots, each for `header_read_timeout_ms` at
+//! most, and never locks a client out. Each listener has its own slots.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,22 +34,18 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tracker_core::{Counters, Tracker};
 
-use crate::bencode;
 use crate::config::HttpConfig;
+use crate::guard::{self, GuardedIo, Limits};
 use crate::handler::{Handler, Scratch};
-use crate::head::HeadScanner;
 use crate::slots::{ConnCtl, Conns, PerIp};
-
-/// Most bytes read and thrown away after a head-limit failure before the connection is closed.
-const DRAIN_LIMIT: usize = 1 << 20;
-/// Longest time spent draining after a head-limit failure.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+use crate::tls::TlsCerts;
 
 /// Serves the HTTP tracker on an already-bound listener until `shutdown` resolves, then stops
 /// accepting, asks open connections to close after their current request, and waits for them
@@ -86,6 +71,112 @@ pub async fn serve_handler(
     handler: Arc<Handler>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_on(listener, handler, Plain, shutdown).await
+}
+
+/// [`serve_handler`] over TLS: every connection is accepted with `certs` (whatever certificate
+/// is current at its handshake), then served exactly as plain HTTP is, with the same limits,
+/// handler and counters.
+pub async fn serve_tls(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    certs: Arc<TlsCerts>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_on(listener, handler, Tls(certs), shutdown).await
+}
+
+/// How an accepted TCP connection becomes the stream HTTP is read from.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// The stream hyper reads and writes (through [`GuardedIo`]).
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// For log lines: "HTTP" or "HTTPS".
+    const NAME: &'static str;
+    /// Opens the stream; `deadline` is when the first request head must be complete, `ctl`
+    /// the connection's slot (which may be asked to make room meanwhile).
+    fn open(
+        &self,
+        tcp: TcpStream,
+        deadline: Instant,
+        ctl: &Arc<ConnCtl>,
+        counters: &Arc<Counters>,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
+}
+
+/// Plain TCP: the stream as accepted.
+#[derive(Debug)]
+pub(crate) struct Plain;
+
+impl Transport for Plain {
+    type Io = TcpStream;
+    const NAME: &'static str = "HTTP";
+
+    fn open(
+        &self,
+        tcp: TcpStream,
+        _: Instant,
+        _: &Arc<ConnCtl>,
+        _: &Arc<Counters>,
+    ) -> impl Future<Output = io::Result<TcpStream>> + Send + 'static {
+        ready(Ok(tcp))
+    }
+}
+
+/// TLS with the current certificate of a [`TlsCerts`].
+#[derive(Debug)]
+pub(crate) struct Tls(pub(crate) Arc<TlsCerts>);
+
+impl Transport for Tls {
+    type Io = TlsStream<TcpStream>;
+    const NAME: &'static str = "HTTPS";
+
+    /// The handshake, ended at `deadline` (counted as a head timeout) or when the slot is
+    /// asked to make room; a failed handshake is counted in `tls_handshake_failures`.
+    fn open(
+        &self,
+        tcp: TcpStream,
+        deadline: Instant,
+        ctl: &Arc<ConnCtl>,
+        counters: &Arc<Counters>,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
+        let accept = self.0.acceptor().accept(tcp);
+        let ctl = Arc::clone(ctl);
+        let counters = Arc::clone(counters);
+        async move {
+            // Until the handshake is done the connection waits, as for a request: evictable.
+            let evicted = std::future::poll_fn(|cx| {
+                ctl.park(cx.waker());
+                if ctl.evicted() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, accept) => match r {
+                    Ok(Ok(stream)) => Ok(stream),
+                    Ok(Err(e)) => {
+                        Counters::inc(&counters.tls_handshake_failures);
+                        Err(e)
+                    }
+                    Err(_) => {
+                        Counters::inc(&counters.connections_timed_out);
+                        Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))
+                    }
+                },
+                () = evicted => Err(guard::evicted()),
+            }
+        }
+    }
+}
+
+/// The accept loop of one listener (see the module docs).
+async fn serve_on<T: Transport>(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    transport: T,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let config = Arc::clone(handler.config_arc());
     config
         .validate()
@@ -101,6 +192,7 @@ pub async fn serve_handler(
     builder
         .keep_alive(true)
         .max_buf_size(config.hyper_buf_size());
+    let builder = Arc::new(builder);
     // Each connection holds a file descriptor, a task and up to `max_head_bytes` of buffered
     // input. The semaphore bounds them so a flood of connections cannot exhaust memory or fds.
     // A client accepted while every permit is taken holds one more fd until the evicted
@@ -110,7 +202,8 @@ pub async fn serve_handler(
     ));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, "HTTP tracker listening");
+    let name = T::NAME;
+    tracing::info!(addr = ?local, "{name} tracker listening");
     let conns = Conns::new(config.max_connections);
     tokio::pin!(shutdown);
     loop {
@@ -128,6 +221,7 @@ pub async fn serve_handler(
                 }
             },
         };
+        let accepted = Instant::now();
         let ip = tracker_core::canonical_ip(peer.ip());
         let ip_slot = if config.is_trusted_proxy(ip) {
             None
@@ -161,22 +255,26 @@ pub async fn serve_handler(
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = GuardedIo::new(
-            stream,
-            limits,
-            Arc::clone(handler.counters()),
-            conns.register(),
-        );
+        let ctl = conns.register();
+        let counters = Arc::clone(handler.counters());
+        let open = transport.open(stream, accepted + limits.header_timeout, &ctl, &counters);
         let svc = Svc {
             handler: Arc::clone(&handler),
             peer,
             scratch: RefCell::new(Scratch::default()),
         };
-        let conn = builder.serve_connection(TokioIo::new(io), svc);
-        let conn = graceful.watch(conn);
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            match open.await {
+                Ok(io) => {
+                    let io = GuardedIo::new(io, accepted, limits, counters, ctl);
+                    let conn = builder.serve_connection(TokioIo::new(io), svc);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "{name} connection ended with an error");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "{name} connection not opened"),
             }
             drop(ip_slot);
             drop(permit);
@@ -185,9 +283,9 @@ pub async fn serve_handler(
     drop(listener);
     let grace = config.shutdown_timeout();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(addr = ?local, "HTTP tracker stopped"),
+        () = graceful.shutdown() => tracing::info!(addr = ?local, "{name} tracker stopped"),
         () = tokio::time::sleep(grace) => {
-            tracing::warn!(addr = ?local, "HTTP connections still open after the shutdown timeout; dropping them");
+            tracing::warn!(addr = ?local, "{name} connections still open after the shutdown timeout; dropping them");
         }
     }
     Ok(())
@@ -243,308 +341,5 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
                 .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         ready(Ok(resp))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    max_head: usize,
-    header_timeout: Duration,
-    idle_timeout: Duration,
-}
-
-#[derive(Debug)]
-enum State {
-    /// Passing bytes through to hyper.
-    Normal,
-    /// The head limit tripped: writing our failure reply.
-    Rejecting { reply: Vec<u8>, written: usize },
-    /// Reply written and write side shut: reading and discarding until EOF or a limit.
-    Draining { until: Instant, drained: usize },
-}
-
-/// A `TcpStream` that enforces the head limit and the header / idle timeouts (see the module
-/// docs). Bytes it lets through are untouched.
-#[derive(Debug)]
-pub(crate) struct GuardedIo {
-    inner: TcpStream,
-    limits: Limits,
-    counters: Arc<Counters>,
-    /// Shared with the accept loop, which may ask this connection to make room.
-    ctl: Arc<ConnCtl>,
-    /// Where we are in the request heads.
-    head: HeadScanner,
-    /// Whether a head has ended on this connection yet. Until one has, the header timeout runs
-    /// from the accept, whatever arrives.
-    served: bool,
-    /// The accept (until `served`), else the start of the current head (head_bytes > 0) or of
-    /// the idle period (head_bytes == 0).
-    phase_start: Instant,
-    /// Fires at or before the current deadline; re-armed when it fires early.
-    timer: Pin<Box<Sleep>>,
-    state: State,
-}
-
-impl GuardedIo {
-    fn new(inner: TcpStream, limits: Limits, counters: Arc<Counters>, ctl: Arc<ConnCtl>) -> Self {
-        let now = Instant::now();
-        let step = limits.header_timeout.min(limits.idle_timeout);
-        Self {
-            inner,
-            limits,
-            counters,
-            ctl,
-            head: HeadScanner::default(),
-            served: false,
-            phase_start: now,
-            timer: Box::pin(tokio::time::sleep_until(now + step)),
-            state: State::Normal,
-        }
-    }
-
-    fn deadline(&self) -> Instant {
-        match self.state {
-            State::Draining { until, .. } => until,
-            _ if self.in_head() => self.phase_start + self.limits.header_timeout,
-            _ => self.phase_start + self.limits.idle_timeout,
-        }
-    }
-
-    /// Polls the timer; `Ready` means the current deadline has passed.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let now = Instant::now();
-            let deadline = self.deadline();
-            if now >= deadline {
-                return Poll::Ready(());
-            }
-            // The deadline only ever moves later except at a head start, which is at most
-            // `step` after any re-arm; so never sleeping longer than `step` keeps us exact.
-            let step = self.limits.header_timeout.min(self.limits.idle_timeout);
-            self.timer.as_mut().reset(deadline.min(now + step));
-        }
-    }
-
-    /// Whether the header timeout applies now: a head is unfinished, or none has ended yet.
-    fn in_head(&self) -> bool {
-        !self.served || self.head.head_bytes() > 0
-    }
-
-    /// Scans bytes handed to hyper and moves the phase clock; false when the head limit is
-    /// exceeded.
-    fn scan(&mut self, new: &[u8]) -> bool {
-        let was_idle = self.served && self.head.head_bytes() == 0;
-        let before = self.head.completed();
-        let ok = self.head.feed(new, self.limits.max_head);
-        // A head ended (and maybe another started), or one started after an idle period: one
-        // clock read per read at most. Bytes inside a head never move the clock.
-        if self.head.completed() != before {
-            self.served = true;
-            self.phase_start = Instant::now();
-        } else if was_idle && self.head.head_bytes() > 0 {
-            self.phase_start = Instant::now();
-        }
-        ok
-    }
-
-    fn start_rejecting(&mut self) {
-        let mut body = Vec::with_capacity(160);
-        let msg = format!(
-            "request too long: more than {} bytes of request line and headers",
-            self.limits.max_head
-        );
-        bencode::failure(&mut body, &msg);
-        let mut reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        reply.extend_from_slice(&body);
-        Counters::inc(&self.counters.requests);
-        Counters::inc(&self.counters.errors);
-        Counters::add(&self.counters.bytes_out, reply.len() as u64);
-        self.state = State::Rejecting { reply, written: 0 };
-    }
-
-    /// Drives the rejection: write, shut down writing, drain. Ready(Err) when finished.
-    fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            match &mut self.state {
-                State::Normal => return Poll::Ready(Ok(())),
-                State::Rejecting { reply, written } => {
-                    while *written < reply.len() {
-                        match Pin::new(&mut self.inner).poll_write(cx, &reply[*written..]) {
-                            Poll::Ready(Ok(0)) => return Poll::Ready(Err(too_long())),
-                            Poll::Ready(Ok(n)) => *written += n,
-                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                            Poll::Pending => return self.pending_or_timeout(cx),
-                        }
-                    }
-                    match Pin::new(&mut self.inner).poll_shutdown(cx) {
-                        Poll::Ready(_) => {}
-                        Poll::Pending => return self.pending_or_timeout(cx),
-                    }
-                    let until = Instant::now() + DRAIN_TIME;
-                    self.state = State::Draining { until, drained: 0 };
-                    self.timer.as_mut().reset(until);
-                }
-                State::Draining { drained, .. } => {
-                    let mut sink = [0u8; 4096];
-                    let mut buf = ReadBuf::new(&mut sink);
-                    match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
-                        Poll::Ready(Ok(()))
-                            if !buf.filled().is_empty() && *drained < DRAIN_LIMIT =>
-                        {
-                            *drained += buf.filled().len();
-                        }
-                        Poll::Ready(_) => return Poll::Ready(Err(too_long())),
-                        Poll::Pending => return self.pending_or_timeout(cx),
-                    }
-                }
-            }
-        }
-    }
-
-    fn pending_or_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.poll_deadline(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(match self.state {
-                State::Normal if self.in_head() => {
-                    Counters::inc(&self.counters.connections_timed_out);
-                    io::Error::new(io::ErrorKind::TimedOut, "HTTP request head timeout")
-                }
-                State::Normal => io::Error::new(io::ErrorKind::TimedOut, "HTTP idle timeout"),
-                _ => too_long(),
-            })),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-fn too_long() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        "request head too long; answered and closed",
-    )
-}
-
-fn evicted() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "closed to make room for a new client (max_connections reached)",
-    )
-}
-
-fn not_normal() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "connection is being closed")
-}
-
-impl AsyncRead for GuardedIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !matches!(this.state, State::Normal) {
-            return this.poll_reject(cx);
-        }
-        if this.ctl.evicted() {
-            return Poll::Ready(Err(evicted()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                this.ctl.unpark();
-                let filled = buf.filled().len();
-                if filled > before {
-                    Counters::add(&this.counters.bytes_in, (filled - before) as u64);
-                    if !this.scan(&buf.filled()[before..]) {
-                        // Hide this read from hyper and answer ourselves.
-                        buf.set_filled(before);
-                        this.start_rejecting();
-                        return this.poll_reject(cx);
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                this.ctl.park(cx.waker());
-                // Asked to make room between the check above and the park: do it now.
-                if this.ctl.evicted() {
-                    return Poll::Ready(Err(evicted()));
-                }
-                this.pending_or_timeout(cx)
-            }
-        }
-    }
-}
-
-impl GuardedIo {
-    /// A write that would block: wait, unless the connection has made no progress for the
-    /// current deadline (a client that stops reading its answers is cut like an idle one).
-    fn write_stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.poll_deadline(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "HTTP client stopped reading",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncWrite for GuardedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if !matches!(this.state, State::Normal) {
-            return Poll::Ready(Err(not_normal()));
-        }
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
-            Poll::Pending => this.write_stalled(cx),
-            done => done,
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if !matches!(this.state, State::Normal) {
-            return Poll::Ready(Err(not_normal()));
-        }
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => this.write_stalled(cx),
-            done => done,
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => this.write_stalled(cx),
-            done => done,
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !matches!(this.state, State::Normal) {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

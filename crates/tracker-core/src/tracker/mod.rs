@@ -38,12 +38,14 @@ use crate::types::{Event, InfoHash, PeerId, canonical_ip};
 mod index;
 mod remote;
 mod shards;
+mod top;
 
 pub use index::{
     IndexError, IndexPage, IndexQuery, MAX_NAME_LEN, PeerInfo, ReloadError, ReloadReport, SortBy,
     TorrentDetail, TorrentSummary, parse_rfc3339, rfc3339,
 };
 use shards::ShardHint;
+pub use top::TopTorrent;
 
 /// One announce, after the protocol crate has parsed and validated its own syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,9 @@ pub struct PeerCounts {
     pub v6_seeders: u64,
     /// IPv6 leechers.
     pub v6_leechers: u64,
+    /// Completed downloads counted by the torrents held (the sum of their scrape
+    /// `downloaded`).
+    pub downloads: u64,
 }
 
 impl PeerCounts {
@@ -453,6 +458,7 @@ impl Tracker {
             c.v4_leechers += u64::from(l4);
             c.v6_seeders += u64::from(s6);
             c.v6_leechers += u64::from(l6);
+            c.downloads += u64::from(r.value().downloaded);
         }
         c
     }
