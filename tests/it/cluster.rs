@@ -19,8 +19,27 @@ use super::harness::{
 /// How soon a change at one node must be seen at the others.
 const CONVERGE: Duration = Duration::from_secs(1);
 
+/// What the shared checks need of a Redis deployment (a standalone server here, a Redis
+/// Cluster in `redis_cluster.rs`), so that the same checks run against both.
+pub(super) trait Store {
+    /// A daemon config with `extra` and a `[cluster]` section pointing at this store.
+    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String;
+    /// `ZCARD key` as the server answers it (`":3"`), wherever the key lives.
+    fn zcard(&self, key: &str) -> Option<String>;
+}
+
+impl Store for Redis {
+    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
+        self.node_config(dir, node, extra)
+    }
+
+    fn zcard(&self, key: &str) -> Option<String> {
+        self.call(&["ZCARD", key])
+    }
+}
+
 /// A private redis-server, killed on drop.
-struct Redis {
+pub(super) struct Redis {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
@@ -65,8 +84,14 @@ impl Redis {
     }
 
     fn spawn(port: u16, dir: &std::path::Path) -> Child {
+        Self::spawn_with(port, dir, &[])
+    }
+
+    /// redis-server on `port` in `dir`, no persistence, with `extra` arguments.
+    pub(super) fn spawn_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
         Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(extra)
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir)
@@ -98,17 +123,7 @@ impl Redis {
 
     /// One command; the first line of the reply (`None` when it cannot connect).
     fn call(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        use std::io::{BufRead, BufReader, Write};
-        s.write_all(req.as_bytes()).ok()?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).ok()?;
-        Some(line.trim_end().to_owned())
+        call(self.port, args)
     }
 
     fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
@@ -120,8 +135,24 @@ impl Redis {
     }
 }
 
+/// One command to the Redis on 127.0.0.1 `port`; the first line of the reply (`None` when it
+/// cannot connect).
+pub(super) fn call(port: u16, args: &[&str]) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    use std::io::{BufRead, BufReader, Write};
+    s.write_all(req.as_bytes()).ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    Some(line.trim_end().to_owned())
+}
+
 /// Polls `f` until it holds or [`CONVERGE`] passes; returns how long it took.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Duration {
+pub(super) fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     loop {
         if f() {
@@ -133,7 +164,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Duration {
 }
 
 /// An HTTP announce from 127.0.0.1 `port`: (peers, complete, incomplete, downloaded).
-fn announce(
+pub(super) fn announce(
     d: &Daemon,
     ih: &[u8; 20],
     port: u16,
@@ -228,6 +259,12 @@ fn udp_announce(
 #[test]
 fn two_nodes_converge_on_peers_stops_and_one_completed_count() {
     let Some(redis) = Redis::start() else { return };
+    two_nodes_converge(&redis);
+}
+
+/// Two nodes on `redis`: peers, stops and completions announced at one reach the other within
+/// [`CONVERGE`], counted once, and the counts agree.
+pub(super) fn two_nodes_converge(redis: &dyn Store) {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Daemon::start(da.path(), &redis.node_config(da.path(), "a", ""));
     let b = Daemon::start(db.path(), &redis.node_config(db.path(), "b", ""));
@@ -458,6 +495,12 @@ fn redis_down_the_queue_is_bounded_and_counts_what_it_drops() {
 #[test]
 fn a_node_started_later_serves_the_swarm_and_accepts_ids_issued_elsewhere() {
     let Some(redis) = Redis::start() else { return };
+    a_later_node_joins(&redis);
+}
+
+/// A node started after the swarm formed serves it at once, and accepts UDP connection ids
+/// issued by the other node (and the other way round).
+pub(super) fn a_later_node_joins(redis: &dyn Store) {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Daemon::start(da.path(), &redis.node_config(da.path(), "a", ""));
     let ih = [0x52; 20];
@@ -466,7 +509,7 @@ fn a_node_started_later_serves_the_swarm_and_accepts_ids_issued_elsewhere() {
     }
     let key = format!("{{mt:{}}}:l4", super::harness::hex(&ih));
     eventually("A's peers in Redis", || {
-        redis.call(&["ZCARD", &key]).as_deref() == Some(":3")
+        redis.zcard(&key).as_deref() == Some(":3")
     });
 
     // B starts after that and has never seen the swarm. A client connects at A and announces
@@ -485,7 +528,7 @@ fn a_node_started_later_serves_the_swarm_and_accepts_ids_issued_elsewhere() {
 
 /// The rules every deployment keeps, checked at every node after each step (a change made at
 /// one node must hold at all of them within [`CONVERGE`]).
-fn contract(nodes: &[&Daemon]) {
+pub(super) fn contract(nodes: &[&Daemon]) {
     let first = nodes[0];
     let last = nodes[nodes.len() - 1];
     let all = |what: &str, ih: &[u8; 20], want: (i64, i64, i64)| {
@@ -531,7 +574,7 @@ fn contract(nodes: &[&Daemon]) {
     assert!(peers.is_empty(), "expired peers handed out: {peers:?}");
 }
 
-const SHORT_TIMEOUT: &str =
+pub(super) const SHORT_TIMEOUT: &str =
     "[protocol]\ninterval = 2\nmin_interval = 1\n[swarm]\npeer_timeout = 4\n";
 
 #[test]

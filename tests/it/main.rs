@@ -11,5 +11,6 @@ mod hostile;
 mod http;
 mod https;
 mod monitoring;
+mod redis_cluster;
 mod status_page;
 mod udp;

@@ -12,9 +12,11 @@ use crate::ClusterError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Where the shared store is: `""` (cluster mode off), `redis://host:port[/db]`, or
-    /// `rediss://...` for TLS (not built in yet). Redis Cluster seed lists are not supported yet.
-    /// Put a password in MINI_TORRUST_CLUSTER_REDIS_URL rather than here.
+    /// Where the shared store is: `""` (cluster mode off), `redis://host:port[/db]` (one
+    /// Redis or Valkey), `rediss://host:port[/db]` for TLS (checked against the system's CA
+    /// certificates), or for Redis Cluster a comma-separated list of two or more seed nodes,
+    /// `redis://h1:p1,redis://h2:p2,...` (any reachable one finds the rest; no `/db`). Put a
+    /// password in MINI_TORRUST_CLUSTER_REDIS_URL rather than here.
     pub redis_url: String,
     /// Prefix of every key this cluster uses in Redis, so that several clusters (or other
     /// applications) can share one instance.
@@ -70,8 +72,10 @@ impl ClusterConfig {
         if !self.enabled() {
             return Ok(());
         }
-        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
-            return bad(format!("cluster.redis_url is not a Redis URL: {e}"));
+        if let Err(e) = crate::conn::Target::parse(&self.redis_url) {
+            return bad(format!(
+                "cluster.redis_url is not a Redis URL or a list of Redis Cluster seeds: {e}"
+            ));
         }
         if !(1..=1000).contains(&self.flush_interval_ms) {
             return bad("cluster.flush_interval_ms must be 1 to 1000".into());
@@ -108,6 +112,17 @@ impl ClusterConfig {
     }
 }
 
+/// The addresses in `redis_url`: one, or a Redis Cluster's seeds (comma-separated, blanks and
+/// empty entries ignored).
+pub(crate) fn seeds(url: &str) -> Vec<&str> {
+    let seeds: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if seeds.is_empty() { vec![url] } else { seeds }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,9 +154,32 @@ mod tests {
                 ring_capacity: 0,
                 ..on.clone()
             },
+            ClusterConfig {
+                redis_url: "redis://127.0.0.1:7001,http://x".into(),
+                ..on.clone()
+            },
+            // A Redis Cluster has only database 0.
+            ClusterConfig {
+                redis_url: "redis://127.0.0.1:7001/3,redis://127.0.0.1:7002/3".into(),
+                ..on.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         assert!(!on.node_name().is_empty());
+        for good in [
+            "rediss://127.0.0.1:6380/0",
+            "redis://127.0.0.1:7001, redis://127.0.0.1:7002,",
+        ] {
+            let c = ClusterConfig {
+                redis_url: good.into(),
+                ..on.clone()
+            };
+            assert!(c.validate().is_ok(), "{good}: {:?}", c.validate());
+        }
+        assert_eq!(
+            seeds("redis://a:1, redis://b:2,"),
+            vec!["redis://a:1", "redis://b:2"]
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! drains the tracker's change records and sends them in one pipeline per short window
 //! (`writer.rs`); the reader that applies the other nodes' batches (`reader.rs`); the join
 //! that loads the swarms already in Redis before a node serves (`load.rs`); the key layout
-//! (`keys.rs`) and the replication batch codec (`batch.rs`); the shared UDP connection-id key.
+//! (`keys.rs`) and the replication batch codec (`batch.rs`); the shared UDP connection-id key;
+//! the connection layer for one Redis or a Redis Cluster (`conn.rs`).
 //!
 //! What does not: the rules and the store (tracker-core, reached through its change-record
 //! seam: [`Tracker::with_change_log`], [`Tracker::drain_changes`], [`Tracker::apply_remote`]),
@@ -19,12 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinSet;
 use tracker_core::Tracker;
 
 pub mod batch;
 mod config;
+mod conn;
 pub mod keys;
 mod load;
 mod reader;
@@ -76,7 +77,7 @@ pub(crate) struct Shared {
     /// are skipped even when two nodes have the same name.
     instance: String,
     node_name: String,
-    client: redis::Client,
+    target: conn::Target,
     status: Arc<ClusterStatus>,
 }
 
@@ -85,21 +86,11 @@ impl Shared {
         Duration::from_millis(self.config.timeout_ms)
     }
 
-    /// A reconnecting connection; `extra` lengthens its response timeout (blocking reads).
-    async fn connect(&self, extra: Option<Duration>) -> Result<ConnectionManager, ClusterError> {
+    /// A reconnecting connection (to one Redis or to a Redis Cluster); `extra` lengthens its
+    /// response timeout (blocking reads).
+    async fn connect(&self, extra: Option<Duration>) -> Result<conn::Con, ClusterError> {
         let t = self.timeout();
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(t))
-            .set_response_timeout(Some(t + extra.unwrap_or_default()))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        tokio::time::timeout(
-            t + Duration::from_millis(100),
-            ConnectionManager::new_with_config(self.client.clone(), cfg),
-        )
-        .await
-        .map_err(|_| ClusterError::Timeout)?
-        .map_err(ClusterError::from)
+        self.target.connect(t, t + extra.unwrap_or_default()).await
     }
 
     /// Adds one replication-log entry holding `body` to `pipe`.
@@ -179,13 +170,13 @@ pub async fn start(
     local_key: [u8; 16],
 ) -> Result<Running, ClusterError> {
     config.validate()?;
-    let client = redis::Client::open(config.redis_url.as_str())?;
+    let target = conn::Target::parse(&config.redis_url)?;
     let shared = Arc::new(Shared {
         tracker,
         keys: keys::Keys::new(&config.key_prefix),
         instance: format!("{:016x}", rand::random::<u64>()),
         node_name: config.node_name(),
-        client,
+        target,
         status: Arc::new(ClusterStatus::default()),
         config: config.clone(),
     });
@@ -241,7 +232,7 @@ pub async fn start(
 /// The id of the replication log's last entry ("0-0" when it is empty).
 pub(crate) async fn last_log_id(
     shared: &Shared,
-    con: &mut ConnectionManager,
+    con: &mut conn::Con,
 ) -> Result<String, ClusterError> {
     let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
         .arg(shared.keys.log())
@@ -262,7 +253,7 @@ pub(crate) async fn last_log_id(
 async fn join(
     shared: &Shared,
     local_key: [u8; 16],
-) -> Result<(ConnectionManager, String, LoadReport, [u8; 16]), ClusterError> {
+) -> Result<(conn::Con, String, LoadReport, [u8; 16]), ClusterError> {
     let mut con = shared.connect(None).await?;
     let last_id = last_log_id(shared, &mut con).await?;
     let loaded = load::load(shared, &mut con).await?;

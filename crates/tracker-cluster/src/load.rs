@@ -1,14 +1,16 @@
 //! Joining: before a node serves, it loads every swarm already in Redis into memory, so the
 //! first announce for a swarm this node has never seen is not answered empty. One `SCAN` over
-//! the peer sets (at start only; nothing walks the swarms afterwards), then per batch of keys
-//! one pipeline of `ZRANGEBYSCORE key now +inf WITHSCORES` (only live peers: expired scores
-//! fall below the range) and `SCARD` of the `done` sets for the completed counts.
+//! the peer sets (at start only; nothing walks the swarms afterwards; on Redis Cluster one walk
+//! per primary), then per batch of keys one pipeline of `ZRANGEBYSCORE key now +inf WITHSCORES`
+//! (only live peers: expired scores fall below the range) and `SCARD` of the `done` sets for the
+//! completed counts (on Redis Cluster, where keys of a batch sit in many slots, the same
+//! commands as concurrent single requests).
 
 use std::collections::HashSet;
 
-use redis::aio::ConnectionManager;
 use tracker_core::{Change, ChangeKind, CompactAddr, InfoHash};
 
+use crate::conn::{Con, Scan, query_each};
 use crate::{ClusterError, Shared, unix_ms};
 
 /// Keys asked per `SCAN` step, and per pipeline.
@@ -24,44 +26,33 @@ pub struct LoadReport {
 }
 
 /// Loads every live peer and completed count from Redis into the tracker.
-pub(crate) async fn load(
-    shared: &Shared,
-    con: &mut ConnectionManager,
-) -> Result<LoadReport, ClusterError> {
+pub(crate) async fn load(shared: &Shared, con: &mut Con) -> Result<LoadReport, ClusterError> {
     let keys = &shared.keys;
-    let pattern = keys.peers_pattern();
-    let mut cursor: u64 = 0;
+    let mut scan = Scan::new(keys.peers_pattern(), "zset", SCAN_COUNT);
     let mut swarms: HashSet<InfoHash> = HashSet::new();
     let mut report = LoadReport::default();
     // No swarm holds more in memory anyway.
     let max_peers = shared.tracker.config().swarm.max_peers_per_swarm;
-    loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .arg("TYPE")
-            .arg("zset")
-            .query_async(con)
-            .await?;
+    while let Some(found) = scan.next(con).await? {
         let parsed: Vec<(InfoHash, bool, bool)> =
             found.iter().filter_map(|k| keys.parse_peers(k)).collect();
         if !parsed.is_empty() {
             let now_ms = unix_ms();
-            let mut pipe = redis::pipe();
-            for (ih, v6, seeders) in &parsed {
-                pipe.cmd("ZRANGEBYSCORE")
-                    .arg(keys.peers(ih, *v6, *seeders))
-                    .arg(now_ms)
-                    .arg("+inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(max_peers);
-            }
-            let sets: Vec<Vec<(Vec<u8>, f64)>> = pipe.query_async(con).await?;
+            let cmds = parsed
+                .iter()
+                .map(|(ih, v6, seeders)| {
+                    let mut c = redis::cmd("ZRANGEBYSCORE");
+                    c.arg(keys.peers(ih, *v6, *seeders))
+                        .arg(now_ms)
+                        .arg("+inf")
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(max_peers);
+                    c
+                })
+                .collect();
+            let sets: Vec<Vec<(Vec<u8>, f64)>> = query_each(con, cmds).await?;
             let now = shared.tracker.clock().now();
             for ((ih, _, seeder), members) in parsed.iter().zip(sets) {
                 for (member, score) in members {
@@ -84,18 +75,18 @@ pub(crate) async fn load(
                 }
             }
         }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
     }
     let list: Vec<InfoHash> = swarms.into_iter().collect();
     for chunk in list.chunks(SCAN_COUNT) {
-        let mut pipe = redis::pipe();
-        for ih in chunk {
-            pipe.scard(keys.done(ih));
-        }
-        let counts: Vec<u32> = pipe.query_async(con).await?;
+        let cmds = chunk
+            .iter()
+            .map(|ih| {
+                let mut c = redis::cmd("SCARD");
+                c.arg(keys.done(ih));
+                c
+            })
+            .collect();
+        let counts: Vec<u32> = query_each(con, cmds).await?;
         for (ih, n) in chunk.iter().zip(counts) {
             shared.tracker.set_downloaded(ih, n);
         }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
 use tracker_core::Tracker;
 
 use crate::batch::{self, Item};
+use crate::conn::Con;
 use crate::{ClusterError, Shared};
 
 /// How long one `XREAD` blocks, in milliseconds.
@@ -23,7 +23,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) struct Reader {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) con: Option<ConnectionManager>,
+    pub(crate) con: Option<Con>,
     /// The last entry applied (or skipped); `$` while it is not known yet (Redis away at start).
     pub(crate) last_id: String,
 }

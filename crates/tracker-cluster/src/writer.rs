@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use tracker_core::{Change, ChangeKind, InfoHash};
 
 use crate::batch::{self, Item};
+use crate::conn::{self, Con};
 use crate::{ClusterError, Shared, unix_ms};
 
 /// Most changes in one pipeline.
@@ -32,7 +32,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) struct Writer {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) con: Option<ConnectionManager>,
+    pub(crate) con: Option<Con>,
     pub(crate) pending: VecDeque<Change>,
     pub(crate) drained: Vec<Change>,
     /// A request for a last flush (clean stop), with where to say it is done.
@@ -111,29 +111,30 @@ impl Writer {
         }
     }
 
-    async fn connection(&mut self) -> Result<&mut ConnectionManager, ClusterError> {
+    async fn connection(&mut self) -> Result<&mut Con, ClusterError> {
         if self.con.is_none() {
             self.con = Some(self.shared.connect(None).await?);
         }
         self.con.as_mut().ok_or(ClusterError::Timeout)
     }
 
-    /// Sends up to [`CHUNK`] pending changes in one pipeline; they leave the queue only when
-    /// Redis has taken them (every command is idempotent, so a retry after a partial failure
-    /// is harmless).
+    /// Sends up to [`CHUNK`] pending changes in one pipeline (on Redis Cluster: one per swarm,
+    /// all in flight at once, then the log entry); they leave the queue only when Redis has
+    /// taken them (every command is idempotent, so a retry after a partial failure is harmless).
     async fn flush_chunk(&mut self) -> Result<(), ClusterError> {
         let n = self.pending.len().min(CHUNK);
         let shared = Arc::clone(&self.shared);
         let keys = &shared.keys;
         let now_ms = unix_ms();
-        let mut pipe = redis::pipe();
+        let con = self.connection().await?.clone();
+        let mut pipes = Pipes::new(con.is_cluster());
         // Each swarm key written, with the latest expiry (ms) it must live until.
-        let mut expire: HashMap<String, (u64, bool)> = HashMap::new();
-        let mut counted: Vec<InfoHash> = Vec::new();
+        let mut expire: HashMap<String, (u64, bool, InfoHash)> = HashMap::new();
         let mut body = batch::start();
         for c in self.pending.range(..n) {
             let addr = c.addr.as_bytes();
             let v6 = c.addr.is_v6();
+            let (pipe, counted) = pipes.of(&c.info_hash);
             match c.kind {
                 ChangeKind::Upsert => {
                     let ms = u64::from(c.expiry) * 1000;
@@ -148,7 +149,7 @@ impl Writer {
                         counted.push(c.info_hash);
                     }
                     for (k, zset) in [(key, true), (done, false)] {
-                        let e = expire.entry(k).or_insert((0, zset));
+                        let e = expire.entry(k).or_insert((0, zset, c.info_hash));
                         e.0 = e.0.max(ms);
                     }
                 }
@@ -161,7 +162,8 @@ impl Writer {
             }
             batch::push(&mut body, &Item::Change(*c));
         }
-        for (key, (ms, zset)) in &expire {
+        for (key, (ms, zset, ih)) in &expire {
+            let (pipe, _) = pipes.of(ih);
             if *zset {
                 pipe.cmd("ZREMRANGEBYSCORE")
                     .arg(key)
@@ -172,10 +174,8 @@ impl Writer {
             pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("NX").ignore();
             pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("GT").ignore();
         }
-        shared.xadd(&mut pipe, &body);
         let timeout = shared.timeout();
-        let con = self.connection().await?;
-        let counts: Vec<u32> = tokio::time::timeout(timeout, pipe.query_async(con))
+        let counted = tokio::time::timeout(timeout, pipes.send(&shared, &con, &body))
             .await
             .map_err(|_| ClusterError::Timeout)??;
         self.pending.drain(..n);
@@ -190,8 +190,8 @@ impl Writer {
         // told to the others, which only raise theirs to it. The last count of a torrent in this
         // pipeline is the highest.
         let mut last: HashMap<InfoHash, u32> = HashMap::new();
-        for (ih, n) in counted.iter().zip(counts) {
-            last.insert(*ih, n);
+        for (ih, n) in counted {
+            last.insert(ih, n);
         }
         let mut body = batch::start();
         for (ih, n) in &last {
@@ -200,10 +200,74 @@ impl Writer {
         }
         let mut pipe = redis::pipe();
         shared.xadd(&mut pipe, &body);
-        let con = self.connection().await?;
-        tokio::time::timeout(timeout, pipe.query_async::<()>(con))
+        let mut con = con;
+        tokio::time::timeout(timeout, pipe.query_async::<()>(&mut con))
             .await
             .map_err(|_| ClusterError::Timeout)??;
         Ok(())
+    }
+}
+
+/// The pipelines of one flush: one on a standalone Redis; on Redis Cluster one per swarm (all
+/// its keys share a hash tag, hence a slot: redis-rs refuses a pipeline that crosses slots).
+/// Each comes with the torrents of its `SCARD`s, in order.
+struct Pipes {
+    cluster: bool,
+    pipes: Vec<(redis::Pipeline, Vec<InfoHash>)>,
+    index: HashMap<InfoHash, usize>,
+}
+
+impl Pipes {
+    fn new(cluster: bool) -> Self {
+        Self {
+            cluster,
+            pipes: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// The pipeline for `ih`'s keys.
+    fn of(&mut self, ih: &InfoHash) -> &mut (redis::Pipeline, Vec<InfoHash>) {
+        let at = if self.cluster {
+            *self.index.entry(*ih).or_insert(self.pipes.len())
+        } else {
+            0
+        };
+        if at == self.pipes.len() {
+            self.pipes.push((redis::pipe(), Vec::new()));
+        }
+        &mut self.pipes[at]
+    }
+
+    /// Sends the swarm writes and then the replication-log entry holding `body` (on a
+    /// standalone Redis in the same pipeline, so in this order; on a Cluster after every swarm
+    /// pipeline answered, so a joining node that read the log's position never misses a swarm
+    /// write the log announced). Returns the `SCARD` counts with their torrents.
+    async fn send(
+        mut self,
+        shared: &Shared,
+        con: &Con,
+        body: &[u8],
+    ) -> Result<Vec<(InfoHash, u32)>, ClusterError> {
+        let mut log = redis::pipe();
+        shared.xadd(&mut log, body);
+        if !self.cluster {
+            let (pipe, counted) = self
+                .pipes
+                .pop()
+                .unwrap_or_else(|| (redis::pipe(), Vec::new()));
+            let mut pipe = pipe;
+            shared.xadd(&mut pipe, body);
+            let counts: Vec<u32> = pipe.query_async(&mut con.clone()).await?;
+            return Ok(counted.into_iter().zip(counts).collect());
+        }
+        let (pipes, counted): (Vec<_>, Vec<_>) = self.pipes.into_iter().unzip();
+        let counts: Vec<Vec<u32>> = conn::pipelines(con, pipes).await?;
+        log.query_async::<()>(&mut con.clone()).await?;
+        Ok(counted
+            .into_iter()
+            .zip(counts)
+            .flat_map(|(ihs, ns)| ihs.into_iter().zip(ns))
+            .collect())
     }
 }
