@@ -202,7 +202,7 @@ pub(super) fn announce(
 }
 
 /// An HTTP scrape: (complete, incomplete, downloaded).
-fn scrape(d: &Daemon, ih: &[u8; 20]) -> (i64, i64, i64) {
+pub(super) fn scrape(d: &Daemon, ih: &[u8; 20]) -> (i64, i64, i64) {
     let (status, body) = http_get(d.http, &format!("/scrape?info_hash={}", pct(ih)), &[]);
     assert_eq!(status, 200);
     let v = bdecode(&body);

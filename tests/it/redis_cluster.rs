@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cluster::{
-    Redis, SHORT_TIMEOUT, Store, a_later_node_joins, announce, call, contract, eventually,
+    Redis, SHORT_TIMEOUT, Store, a_later_node_joins, announce, call, contract, eventually, scrape,
     two_nodes_converge,
 };
 use super::harness::{Daemon, config, on_path, tool_present};
@@ -190,7 +190,14 @@ fn redis_cluster_three_masters_pass_the_same_checks() {
         "swarm keys per master: {:?}",
         keys.iter().map(Vec::len).collect::<Vec<_>>()
     );
-    drop(a);
+    // A node started now (empty) loads the swarms of every master before it serves: its first
+    // scrape of each already counts the seeder and the completion.
+    let dl = tempfile::tempdir().unwrap();
+    let late = Daemon::start(dl.path(), &rc.node_config(dl.path(), "late", ""));
+    for ih in &hashes {
+        assert_eq!(scrape(&late, ih), (1, 0, 1), "{}", super::harness::hex(ih));
+    }
+    drop((a, late));
 
     // The contract suite, with nodes on the Redis Cluster.
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
