@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import libtorrent as lt  # noqa: E402  (python3-libtorrent, Debian's /usr/bin/python3)
 
+import cluster_check  # noqa: E402
 import tracker_probe as tp  # noqa: E402
 
 PAYLOAD_BYTES = 4 * 1024 * 1024 + 12345  # a few MiB, deliberately not a multiple of the piece size
@@ -989,6 +990,8 @@ class Suite:
                 self.check_ipv6("udp", self.args.udp6)
             if want("restart"):
                 self.check_restart()
+            if want("cluster") and self.args.redis_port:
+                cluster_check.check_cluster(self, sys.modules[__name__])
 
             def stop():
                 code = self.tracker.stop()
@@ -1035,8 +1038,17 @@ def main():
     ap.add_argument("--udp6", required=True, help="udp://[::1]:PORT/announce")
     ap.add_argument("--wait-v6", action="store_true", help="also wait for the ::1 listeners at start")
     ap.add_argument(
-        "--only", default="", help="comma list of check groups: libtorrent,aria2,transmission,ipv6,restart"
+        "--only",
+        default="",
+        help="comma list of check groups: libtorrent,aria2,transmission,ipv6,restart,cluster",
     )
+    # The cluster group (two nodes sharing swarms through Redis); skipped without --redis-port.
+    ap.add_argument("--redis-server", default="redis-server", help="the redis-server program")
+    ap.add_argument("--redis-port", type=int, default=0, help="free loopback port for redis-server")
+    for node in ("a", "b"):
+        ap.add_argument("--node-%s-cmd" % node, default="", help="shell command running node %s" % node)
+        ap.add_argument("--node-%s-http" % node, default="", help="node %s's HTTP announce URL" % node)
+        ap.add_argument("--node-%s-udp" % node, default="", help="node %s's UDP announce URL" % node)
     ap.add_argument("--summary", default="", help="write results and versions as JSON here")
     args = ap.parse_args()
     LOG = open(os.path.join(args.work, "interop.log"), "a")

@@ -9,7 +9,8 @@
 #
 # Environment:
 #   INTEROP_TRACKER   mini-torrust (default) or opentracker (the stand-in used while developing)
-#   INTEROP_ONLY      comma list of check groups: libtorrent,aria2,transmission,ipv6,restart
+#   INTEROP_ONLY      comma list of check groups: libtorrent,aria2,transmission,ipv6,restart,cluster
+#                     (cluster: two mini-torrust nodes sharing swarms through a private redis-server)
 #   INTEROP_KEEP=1    keep the scratch directory (logs of the tracker and every client)
 #   INTEROP_SUMMARY   write the results and client versions as JSON to this file
 set -uo pipefail
@@ -72,6 +73,47 @@ EOF
   esac
 }
 
+# The cluster group's two nodes (mini-torrust only): each its own ports, no snapshot, [cluster]
+# on a private redis-server that interop.py starts on $REDIS_PORT.
+write_node_config() { # name http udp admin
+  cat >"$WORK/node-$1.toml" <<EOF
+# written by tests/interop/run.sh (cluster group, node $1)
+[http]
+bind = ["127.0.0.1:$2"]
+
+[udp]
+bind = ["127.0.0.1:$3"]
+
+[admin]
+bind = ["127.0.0.1:$4"]
+
+[snapshot]
+enabled = false
+
+[log]
+filter = "warn"
+
+[cluster]
+redis_url = "redis://127.0.0.1:$REDIS_PORT/0"
+node_name = "interop-$1"
+EOF
+}
+
+cluster_args() {
+  [ "$TRACKER" = mini-torrust ] || return 0
+  local p
+  write_node_config a "$A_HTTP" "$A_UDP" "$A_ADMIN"
+  write_node_config b "$B_HTTP" "$B_UDP" "$B_ADMIN"
+  p=$ROOT/target/release/mini-torrust
+  CLUSTER_ARGS=(
+    --redis-server "$(command -v redis-server)" --redis-port "$REDIS_PORT"
+    --node-a-cmd "$(printf '%q --config %q' "$p" "$WORK/node-a.toml")"
+    --node-a-http "http://127.0.0.1:$A_HTTP/announce" --node-a-udp "udp://127.0.0.1:$A_UDP/announce"
+    --node-b-cmd "$(printf '%q --config %q' "$p" "$WORK/node-b.toml")"
+    --node-b-http "http://127.0.0.1:$B_HTTP/announce" --node-b-udp "udp://127.0.0.1:$B_UDP/announce"
+  )
+}
+
 # ---------------------------------------------------------------- clients
 install_clients() {
   local missing=()
@@ -79,6 +121,7 @@ install_clients() {
   command -v aria2c >/dev/null || missing+=(aria2)
   command -v transmission-daemon >/dev/null || missing+=(transmission-daemon)
   command -v transmission-remote >/dev/null || missing+=(transmission-cli)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing ${missing[*]}"
   local sudo=()
@@ -86,7 +129,7 @@ install_clients() {
   export DEBIAN_FRONTEND=noninteractive
   timeout 300 "${sudo[@]}" apt-get update -q >"$WORK/apt.log" 2>&1 &&
     timeout 300 "${sudo[@]}" apt-get install -y -q \
-      python3-libtorrent aria2 transmission-daemon transmission-cli </dev/null >>"$WORK/apt.log" 2>&1 ||
+      "${missing[@]}" </dev/null >>"$WORK/apt.log" 2>&1 ||
     { tail -20 "$WORK/apt.log"; return 1; }
 }
 
@@ -124,7 +167,7 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(MINI_TORRUST_|N
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mini-torrust-interop.XXXXXX") || die "mktemp"
 
 t0=$SECONDS
-install_clients || die "installing clients (python3-libtorrent aria2 transmission-daemon transmission-cli)"
+install_clients || die "installing clients (python3-libtorrent aria2 transmission-daemon transmission-cli redis-server)"
 
 case $TRACKER in
   mini-torrust)
@@ -145,10 +188,14 @@ case $TRACKER in
 esac
 say "tracker: $version; setup (installs, build) took $((SECONDS - t0))s"
 
-read -r HTTP_PORT UDP_PORT ADMIN_PORT < <(timeout 30 "$PY" "$HERE/tracker_probe.py" free-ports 3) ||
+# the tracker's three, then redis-server's and the cluster nodes' (one probe: no overlap)
+read -r HTTP_PORT UDP_PORT ADMIN_PORT REDIS_PORT A_HTTP A_UDP A_ADMIN B_HTTP B_UDP B_ADMIN \
+  < <(timeout 30 "$PY" "$HERE/tracker_probe.py" free-ports 10) ||
   die "finding free ports"
 write_tracker_config
 cmd=$(tracker_cmd) || die "tracker command"
+CLUSTER_ARGS=()
+cluster_args
 
 timeout -k 15 "$SUITE_TIMEOUT" "$PY" "$HERE/interop.py" \
   --work "$WORK" \
@@ -159,6 +206,7 @@ timeout -k 15 "$SUITE_TIMEOUT" "$PY" "$HERE/interop.py" \
   --udp6 "udp://[::1]:$UDP_PORT/announce" \
   --wait-v6 \
   --only "${INTEROP_ONLY:-}" \
+  "${CLUSTER_ARGS[@]}" \
   --summary "$WORK/summary.json" > >(tee "$WORK/driver.out") &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
