@@ -45,6 +45,11 @@ impl RedisCluster {
     /// Starts `masters` servers and makes them one cluster, or `None` (test skipped) when
     /// redis-server or redis-cli is not installed.
     fn start(masters: usize) -> Option<RedisCluster> {
+        Self::start_with(masters, 0)
+    }
+
+    /// `masters` masters with `replicas` replicas each.
+    fn start_with(masters: usize, replicas: usize) -> Option<RedisCluster> {
         let have = on_path("redis-server") && on_path("redis-cli");
         if !tool_present(
             have,
@@ -54,7 +59,7 @@ impl RedisCluster {
         }
         let dir = tempfile::tempdir().unwrap();
         let mut servers = Vec::new();
-        for _ in 0..masters {
+        for _ in 0..masters * (1 + replicas) {
             let port = free_port_pair();
             let conf = dir.path().join(format!("nodes-{port}.conf"));
             let child = Redis::spawn_with(
@@ -65,6 +70,8 @@ impl RedisCluster {
                     "yes",
                     "--cluster-config-file",
                     conf.to_str().unwrap(),
+                    "--cluster-node-timeout",
+                    "2000",
                 ],
             );
             servers.push((port, child));
@@ -81,14 +88,20 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(c.ports().iter().map(|p| format!("127.0.0.1:{p}")))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap();
         assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
-        for port in c.ports() {
+        c.wait_ok(&c.ports());
+        Some(c)
+    }
+
+    /// Waits until every server in `ports` says `cluster_state:ok`.
+    fn wait_ok(&self, ports: &[u16]) {
+        for &port in ports {
             let end = Instant::now() + Duration::from_secs(20);
-            while !c
+            while !self
                 .cli(port, &["CLUSTER", "INFO"])
                 .contains("cluster_state:ok")
             {
@@ -96,11 +109,52 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Some(c)
     }
 
+    /// The ports of the servers still running.
     fn ports(&self) -> Vec<u16> {
         self.servers.iter().map(|(p, _)| *p).collect()
+    }
+
+    /// The master holding `key`, and its replica's port.
+    fn master_and_replica_of(&self, key: &str) -> (u16, u16) {
+        let master = self
+            .ports()
+            .into_iter()
+            .find(|&p| {
+                let r = call(p, &["TYPE", key]);
+                r.is_some_and(|r| !r.starts_with("-MOVED") && r != "+none")
+            })
+            .expect("no master holds the key");
+        // The master learns of its replica by gossip, shortly after the cluster is ok.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let nodes = self.cli(master, &["CLUSTER", "NODES"]);
+            let id = nodes
+                .lines()
+                .find(|l| l.contains("myself"))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_default()
+                .to_owned();
+            let replica = nodes
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == id)
+                .and_then(|f| f[1].split('@').next()?.rsplit_once(':')?.1.parse().ok());
+            if let Some(replica) = replica {
+                return (master, replica);
+            }
+            assert!(Instant::now() < end, "the master has no replica: {nodes}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILLs the server on `port`.
+    fn kill(&mut self, port: u16) {
+        let at = self.servers.iter().position(|(p, _)| *p == port).unwrap();
+        let (_, mut child) = self.servers.remove(at);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// `redis-cli -p port args...`: its whole output.
@@ -204,4 +258,63 @@ fn redis_cluster_three_masters_pass_the_same_checks() {
     let a = Daemon::start(da.path(), &rc.node_config(da.path(), "a", SHORT_TIMEOUT));
     let b = Daemon::start(db.path(), &rc.node_config(db.path(), "b", SHORT_TIMEOUT));
     contract(&[&a, &b]);
+}
+
+/// Polls `f` until it holds, at most `secs` seconds.
+fn within(secs: u64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "not within {secs} s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn redis_cluster_failover_nodes_keep_serving_and_converge_after() {
+    let Some(mut rc) = RedisCluster::start_with(3, 1) else {
+        return;
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Daemon::start(da.path(), &rc.node_config(da.path(), "a", ""));
+    let b = Daemon::start(db.path(), &rc.node_config(db.path(), "b", ""));
+    let ih = [0xf0; 20];
+    announce(&a, &ih, 4201, 100, "started", 50);
+    eventually("A's peer at B", || scrape(&b, &ih) == (0, 1, 0));
+
+    // Kill the master of the replication stream (every node reads and writes it).
+    let (master, replica) = rc.master_and_replica_of("mt:log");
+    rc.kill(master);
+    // Both nodes answer at once from memory meanwhile.
+    for (node, port) in [(&a, 4202), (&b, 4203)] {
+        let t0 = Instant::now();
+        let (peers, ..) = announce(node, &ih, port, 100, "started", 50);
+        assert!(
+            t0.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(peers.contains(&std::net::SocketAddr::from(([127, 0, 0, 1], 4201))));
+    }
+    // The replica takes over; the cluster is whole again.
+    let out = rc.cli(replica, &["CLUSTER", "FAILOVER", "TAKEOVER"]);
+    assert!(out.starts_with("OK"), "CLUSTER FAILOVER TAKEOVER: {out}");
+    rc.wait_ok(&rc.ports());
+    // What each node announced during the outage reaches the other, and new announces converge.
+    let took = within(15, "the outage's announces converge", || {
+        scrape(&a, &ih) == (0, 3, 0) && scrape(&b, &ih) == (0, 3, 0)
+    });
+    println!("converged {took:?} after the failover");
+    announce(&b, &ih, 4204, 0, "completed", 50);
+    eventually("a completion after the failover at A", || {
+        scrape(&a, &ih) == (1, 3, 1)
+    });
+    assert_eq!(
+        rc.zcard(&format!("{{mt:{}}}:l4", super::harness::hex(&ih)))
+            .as_deref(),
+        Some(":3")
+    );
 }
