@@ -24,7 +24,7 @@ use crate::ClusterError;
 #[derive(Clone)]
 pub(crate) enum Target {
     /// One Redis (`redis://` or `rediss://`).
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     /// A Redis Cluster, reached through these seed addresses.
     Cluster(Vec<String>),
 }
@@ -34,7 +34,7 @@ impl Target {
     pub(crate) fn parse(url: &str) -> Result<Self, ClusterError> {
         let seeds = crate::config::seeds(url);
         if seeds.len() == 1 {
-            return Ok(Target::Single(redis::Client::open(seeds[0])?));
+            return Ok(Target::Single(Box::new(redis::Client::open(seeds[0])?)));
         }
         // Checks every seed (and that none selects a database: a Cluster only has db 0).
         Self::cluster_client(&seeds, Duration::from_secs(1))?;
@@ -66,7 +66,7 @@ impl Target {
                         .set_number_of_retries(1)
                         .set_max_delay(Duration::from_secs(1));
                     Ok(Con::Single(
-                        ConnectionManager::new_with_config(client.clone(), cfg).await?,
+                        ConnectionManager::new_with_config((**client).clone(), cfg).await?,
                     ))
                 }
                 Target::Cluster(seeds) => {
