@@ -2,8 +2,8 @@
 through one Redis, real clients on both.
 
 A redis-server (private: free loopback port, scratch directory, no persistence) and two nodes, A
-and B, each with its own ports and `[cluster] redis_url` pointing at it (run.sh writes their
-configs). A libtorrent seeder announces to A over UDP, a libtorrent leecher to B over HTTP (the
+and B, each with its own ports on 127.0.0.2 and `[cluster] redis_url` pointing at it (run.sh
+writes their configs and says why 127.0.0.2). A libtorrent seeder announces to A over UDP, a libtorrent leecher to B over HTTP (the
 same torrent, its announce URL rewritten: the info hash does not cover it); the leecher can only
 have learnt the seeder's address through Redis. The download completes, and a scrape at each node
 shows the completion once (downloaded = 1) with both peers as seeders.

@@ -74,15 +74,18 @@ EOF
 }
 
 # The cluster group's two nodes (mini-torrust only): each its own ports, no snapshot, [cluster]
-# on a private redis-server that interop.py starts on $REDIS_PORT.
+# on a private redis-server that interop.py starts on $REDIS_PORT. They listen on 127.0.0.2, not
+# 127.0.0.1: libtorrent keeps UDP connection ids per tracker IP address (not per port, and across
+# sessions), so it would hand the main tracker's id to node A; two trackers on one IP with
+# different keys is an artifact of this suite (nodes behind one name share their key).
 write_node_config() { # name http udp admin
   cat >"$WORK/node-$1.toml" <<EOF
 # written by tests/interop/run.sh (cluster group, node $1)
 [http]
-bind = ["127.0.0.1:$2"]
+bind = ["127.0.0.2:$2"]
 
 [udp]
-bind = ["127.0.0.1:$3"]
+bind = ["127.0.0.2:$3"]
 
 [admin]
 bind = ["127.0.0.1:$4"]
@@ -108,9 +111,9 @@ cluster_args() {
   CLUSTER_ARGS=(
     --redis-server "$(command -v redis-server)" --redis-port "$REDIS_PORT"
     --node-a-cmd "$(printf '%q --config %q' "$p" "$WORK/node-a.toml")"
-    --node-a-http "http://127.0.0.1:$A_HTTP/announce" --node-a-udp "udp://127.0.0.1:$A_UDP/announce"
+    --node-a-http "http://127.0.0.2:$A_HTTP/announce" --node-a-udp "udp://127.0.0.2:$A_UDP/announce"
     --node-b-cmd "$(printf '%q --config %q' "$p" "$WORK/node-b.toml")"
-    --node-b-http "http://127.0.0.1:$B_HTTP/announce" --node-b-udp "udp://127.0.0.1:$B_UDP/announce"
+    --node-b-http "http://127.0.0.2:$B_HTTP/announce" --node-b-udp "udp://127.0.0.2:$B_UDP/announce"
   )
 }
 
