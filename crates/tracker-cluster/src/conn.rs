@@ -36,7 +36,15 @@ impl Target {
         if seeds.len() == 1 {
             return Ok(Target::Single(Box::new(redis::Client::open(seeds[0])?)));
         }
-        // Checks every seed (and that none selects a database: a Cluster only has db 0).
+        // Checks every seed, and that none selects a database: a Cluster only has db 0.
+        for seed in &seeds {
+            let info = redis::IntoConnectionInfo::into_connection_info(*seed)?;
+            if info.redis_settings().db() != 0 {
+                return Err(ClusterError::Config(format!(
+                    "{seed}: a Redis Cluster has only database 0"
+                )));
+            }
+        }
         Self::cluster_client(&seeds, Duration::from_secs(1))?;
         Ok(Target::Cluster(
             seeds.iter().map(|s| (*s).to_owned()).collect(),
