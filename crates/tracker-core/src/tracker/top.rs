@@ -50,8 +50,10 @@ impl Tracker {
             torrents: self.torrent_count(),
             ..PeerCounts::default()
         };
-        // A min-heap of the best n so far: its top is the one to drop first.
-        let mut best: BinaryHeap<Reverse<(Rank, u32, u32, u32)>> = BinaryHeap::with_capacity(n + 1);
+        // A min-heap of the best n so far: its top is the one to drop first (none kept, and
+        // nothing allocated, for peer_counts).
+        let mut best: BinaryHeap<Reverse<(Rank, u32, u32, u32)>> =
+            BinaryHeap::with_capacity(if n == 0 { 0 } else { n + 1 });
         for r in self.swarms.iter() {
             let swarm = r.value();
             let [(s4, l4), (s6, l6)] = swarm.live_counts_by_family(now);
