@@ -446,21 +446,10 @@ impl Tracker {
         report
     }
 
-    /// Live peers by family and role, and torrents held. Walks every shard (read locks).
+    /// Live peers by family and role, and torrents held. Walks every shard (read locks): the walk
+    /// of [`Tracker::counts_and_top`] with no list kept.
     pub fn peer_counts(&self, now: u32) -> PeerCounts {
-        let mut c = PeerCounts {
-            torrents: self.torrent_count(),
-            ..Default::default()
-        };
-        for r in self.swarms.iter() {
-            let [(s4, l4), (s6, l6)] = r.value().live_counts_by_family(now);
-            c.v4_seeders += u64::from(s4);
-            c.v4_leechers += u64::from(l4);
-            c.v6_seeders += u64::from(s6);
-            c.v6_leechers += u64::from(l6);
-            c.downloads += u64::from(r.value().downloaded);
-        }
-        c
+        self.counts_and_top(0, now).0
     }
 
     // ---- torrent index -------------------------------------------------------------------
