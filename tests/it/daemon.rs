@@ -380,7 +380,7 @@ fn hardened_unit_passes_systemd_analyze_security() {
     let copy = dir.path().join("mini-torrust.service");
     let text = std::fs::read_to_string(unit)
         .unwrap()
-        .replace("/usr/local/bin/mini-torrust", BIN);
+        .replace("/usr/bin/mini-torrust", BIN);
     std::fs::write(&copy, text).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -476,6 +476,6 @@ fn the_shipped_unit_reloads_through_the_binary() {
         .collect();
     assert_eq!(
         reload,
-        ["ExecReload=/usr/local/bin/mini-torrust --reload-pid $MAINPID"]
+        ["ExecReload=/usr/bin/mini-torrust --reload-pid $MAINPID"]
     );
 }
