@@ -65,6 +65,7 @@ reload_logged() {
 }
 debug_sweeps() { journal | grep -E '^ *DEBUG' | grep -q sweep; }
 no_debug() { ! journal | grep -qE '^ *DEBUG'; }
+refused_connection() { ! curl -sS --max-time 2 "http://127.0.0.1:$PORT/announce" 2>&1; }
 status_ok() { [[ $status == *torrents* && $status == *peers* ]]; }
 is_active() { [ "$(systemctl is-active mini-torrust)" = active ]; }
 
@@ -90,10 +91,28 @@ mkdir -p "$DROPINS"
 printf '[Service]\nWatchdogSec=3s\n' >"$DROPINS/watchdog.conf"
 systemctl daemon-reload
 
-# --- Start: active only after READY (sockets bound, STATUS sent). ----------------------------
-check "systemctl start exits 0" timeout 60 systemctl start mini-torrust
-# Type=notify: start returns once READY=1 came, which the daemon sends after every bind. No
-# retry here: a unit that went active before READY would not be answering yet.
+# --- Start: active only after READY. -------------------------------------------------------
+# The allow list is a FIFO at first: start-up blocks reading it, before any socket is bound and
+# before READY=1. While it blocks the unit must stay "activating" (a unit that went active at
+# exec, not at READY, fails here); fed, the daemon binds, sends READY and the unit goes active.
+rm -f /etc/mini-torrust/allow.txt
+mkfifo /etc/mini-torrust/allow.txt
+check "systemctl start --no-block exits 0" systemctl start --no-block mini-torrust
+sleep 2
+expect "activating while start-up is blocked before READY" activating "$(systemctl is-active mini-torrust)"
+check "not answering before READY" refused_connection
+# Feed the FIFO (the config check and the tracker each read it once) until the unit leaves
+# "activating"; each write gives up after 1 s when no reader comes.
+feed() {
+	until [ "$(systemctl is-active mini-torrust)" != activating ] || [ "$SECONDS" -gt "$1" ]; do
+		timeout 1 bash -c "echo $A_HEX >/etc/mini-torrust/allow.txt" 2>/dev/null
+	done
+}
+feed $((SECONDS + 60))
+expect "active after READY" active "$(systemctl is-active mini-torrust)"
+rm -f /etc/mini-torrust/allow.txt
+echo "$A_HEX" >/etc/mini-torrust/allow.txt
+# No retry: READY=1 comes after every bind.
 check "answers an announce as soon as it is active" accepted "$A" -AA0001-000000000001 6881 0
 expect "the watchdog drop-in is in effect" 3s "$(prop WatchdogUSec)"
 check "the daemon feeds the watchdog every 1.5 s" journal_has 'watchdog enabled every_ms=1500'

@@ -41,7 +41,7 @@ if [ "$(cat "$cache/.mini-torrust-stamp" 2>/dev/null)" != "$stamp" ]; then
 	t1=$SECONDS
 	rm -rf "$cache" "$cache.partial"
 	echo "debootstrap: $stamp (cached in $cache afterwards)"
-	if ! debootstrap --variant=minbase --include="$packages" bookworm "$cache.partial" "$mirror" \
+	if ! timeout 900 debootstrap --variant=minbase --include="$packages" bookworm "$cache.partial" "$mirror" \
 		>"$work/debootstrap.log" 2>&1; then
 		tail -n 20 "$work/debootstrap.log" >&2
 		die "debootstrap failed (log: $work/debootstrap.log)"
