@@ -8,7 +8,8 @@
 #
 # Needs root, systemd-nspawn (systemd-container), debootstrap and cargo-deb; Debian's mirror
 # only when the rootfs is not cached yet (MINI_TORRUST_DEBIAN_MIRROR overrides the mirror).
-# tests/it/systemd.rs runs this from `cargo test` when those are present.
+# tests/it/systemd.rs runs this from `cargo test` when those are present. With --prepare it
+# only builds the .deb and the rootfs (.ci/run, before the tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/systemd
@@ -52,6 +53,7 @@ if [ "$(cat "$cache/.mini-torrust-stamp" 2>/dev/null)" != "$stamp" ]; then
 	mv "$cache.partial" "$cache"
 	echo "rootfs made in $((SECONDS - t1)) s"
 fi
+[ "${1:-}" != --prepare ] || exit 0
 
 # 3. A throwaway copy: an overlay on the cached rootfs where the kernel allows it, else a copy.
 run=$work/run.$$
