@@ -32,7 +32,15 @@ cargo deb --version >/dev/null 2>&1 || die "cargo-deb missing (cargo install car
 mkdir -p "$work"
 t0=$SECONDS
 
-# 1. The .deb, as an operator builds it (README, "Install from a .deb").
+# 1. The .deb, as an operator builds it (README, "From a .deb"). Without the variables cargo sets
+# for a running test (when tests/it/systemd.rs runs this): ring's build script tracks
+# CARGO_MANIFEST_DIR, so they would make every other release build start over.
+for v in $(compgen -e); do
+	case $v in
+	CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_NAME | CARGO_BIN_EXE_* | \
+		CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR) unset "$v" ;;
+	esac
+done
 deb=$(cargo deb --quiet --output "$work/mini-torrust.deb" | tail -n 1)
 [ -f "$deb" ] || die "cargo deb made no .deb"
 echo "built $deb ($((SECONDS - t0)) s)"
