@@ -1,5 +1,7 @@
 //! End-to-end tests: one test binary (builds are slow on 2 cores), one module per area.
-//! Every test talks to servers on 127.0.0.1 / ::1 port 0 with real bytes on the wire.
+//! Every test talks to servers on 127.0.0.1 / ::1 port 0 with real bytes on the wire (the
+//! systemd module boots a container on a private network; only its first run, with no cached
+//! rootfs, fetches Debian packages with debootstrap).
 
 mod access;
 mod api;
@@ -12,4 +14,5 @@ mod http;
 mod https;
 mod monitoring;
 mod status_page;
+mod systemd;
 mod udp;
