@@ -225,14 +225,20 @@ fn redis_restarted_empty_gets_the_live_peers_counts_and_state_back_from_the_node
 #[test]
 fn a_restarted_node_neither_loses_nor_double_counts() {
     let Some(redis) = Redis::start() else { return };
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = node(&redis, da.path(), "a", "", "");
+    let (da, da2, db) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut a = node(&redis, da.path(), "a", "", "");
     let mut b = node(&redis, db.path(), "b", "", "");
     let ih = [0x91; 20];
     announce(&a, &ih, 6001, 100, "started", 50);
     announce(&b, &ih, 6002, 0, "completed", 50);
     within(CONVERGE, "converged", || scrape(&a, &ih) == (1, 1, 1));
 
+    // B restarts from its snapshot, A from an empty directory (Redis alone). At each, the
+    // peer that completed says `completed` again: the reply and every count stay at 1.
     b.signal("TERM");
     assert!(b.wait_exit().success());
     let b = node(&redis, db.path(), "b", "", "");
@@ -241,8 +247,16 @@ fn a_restarted_node_neither_loses_nor_double_counts() {
         (1, 1, 1),
         "restarted B: same swarm, same count"
     );
-    // The same peer says completed again, at the restarted node: not counted twice.
-    announce(&b, &ih, 6002, 0, "completed", 50);
+    assert_eq!(announce(&b, &ih, 6002, 0, "completed", 50).3, 1);
+    a.signal("TERM");
+    assert!(a.wait_exit().success());
+    let a = node(&redis, da2.path(), "a", "", "");
+    assert_eq!(
+        scrape(&a, &ih),
+        (1, 1, 1),
+        "A restarted empty: the swarm from Redis"
+    );
+    assert_eq!(announce(&a, &ih, 6002, 0, "completed", 50).3, 1);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(scrape(&b, &ih), (1, 1, 1));
     assert_eq!(scrape(&a, &ih), (1, 1, 1));

@@ -29,6 +29,7 @@ pub mod batch;
 mod config;
 pub mod keys;
 mod load;
+mod load_done;
 pub mod opstate;
 mod reader;
 mod republish;
