@@ -394,11 +394,11 @@ fn redis_down_the_node_answers_from_memory_and_sends_its_changes_when_redis_retu
     let degraded = "degraded: Redis unreachable, serving from memory\n".to_owned();
     assert_eq!(health(&a), (200, degraded));
     a.wait_message(|m| m.contains("; degraded: Redis unreachable"));
-    // Redis comes back empty: the two changes queued meanwhile arrive. (The first peer, written
-    // before, went with Redis's memory; re-publishing what a node holds is not built yet.)
+    // Redis comes back empty: the two changes queued meanwhile arrive, and the first peer,
+    // written before and lost with Redis's memory, is re-published (see cluster_state.rs).
     redis.restart();
     let end = Instant::now() + Duration::from_secs(10);
-    while redis.call(&["ZCARD", &key]).as_deref() != Some(":2") {
+    while redis.call(&["ZCARD", &key]).as_deref() != Some(":3") {
         assert!(
             Instant::now() < end,
             "queued changes not sent: {:?}",
@@ -444,10 +444,12 @@ fn redis_down_the_queue_is_bounded_and_counts_what_it_drops() {
         assert!(Instant::now() < end, "dropped {}", dropped());
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Redis returns (empty): the two queued changes are sent, and the re-publish of what
+    // memory holds brings back the three the queue dropped.
     redis.restart();
     let key = format!("{{mt:{}}}:l4", super::harness::hex(&ih));
     let end = Instant::now() + Duration::from_secs(10);
-    while redis.call(&["ZCARD", &key]).as_deref() != Some(":2") {
+    while redis.call(&["ZCARD", &key]).as_deref() != Some(":5") {
         assert!(Instant::now() < end, "{:?}", redis.call(&["ZCARD", &key]));
         std::thread::sleep(Duration::from_millis(50));
     }
