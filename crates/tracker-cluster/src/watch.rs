@@ -4,7 +4,7 @@
 //! Every [`POLL`] (and at once after an admin API edit at this node) it reads two strings in
 //! one pipeline: `<prefix>{state}:version` (`INCR`ed by every node's state write) and
 //! `<prefix>epoch` (a random marker the first node writes with `SET NX`). Nothing more is read
-//! unless one of them moved, so an idle cluster costs each node 4 commands a second.
+//! unless one of them moved, so an idle cluster costs each node 8 commands (4 round trips) a second.
 //!
 //! - The version moved (another node edited) or this node has an edit: one round of the
 //!   three-way merge: `HGETALL` of the seven hashes `<prefix>{state}:<kind>`, apply what
