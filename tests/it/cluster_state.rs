@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::api::{api, cfg};
 use super::cluster::{CONVERGE, Redis, SHORT_TIMEOUT, announce, local, scrape};
-use super::harness::{Daemon, bdecode, dict_get, hex, http_get, pct};
+use super::harness::{Daemon, bdecode, dict_get, hex, http_get, metrics, pct, sample};
 
 /// A node with an admin token and `access` as its `[access]` section.
 fn node(redis: &Redis, dir: &Path, name: &str, access: &str, extra: &str) -> Daemon {
@@ -76,6 +76,14 @@ fn operator_edits_at_one_node_hold_at_every_node_within_a_second_and_across_rest
     within(CONVERGE, "A's passkey accepted at B", || {
         keyed_announce(&b, &key, &ih, 4001).is_ok()
     });
+    let applied = || {
+        sample(
+            &metrics(b.admin),
+            "mini_torrust_cluster_state_applied_total",
+            &[],
+        )
+    };
+    assert_eq!(applied(), 1.0);
 
     // A torrent denied at A is refused at B.
     let (s, _) = api(
@@ -201,6 +209,14 @@ fn redis_restarted_empty_gets_the_live_peers_counts_and_state_back_from_the_node
         redis.call(&["ZCARD", &peers_key]).as_deref() == Some(":2")
     });
     std::thread::sleep(Duration::from_millis(500));
+    for d in [&a, &b] {
+        let n = sample(
+            &metrics(d.admin),
+            "mini_torrust_cluster_peers_republished_total",
+            &[],
+        );
+        assert_eq!(n, 3.0, "each node wrote back the three live peers");
+    }
 
     // A node started now, from Redis alone, sees every live peer, the count, and the deny.
     let c = node(&redis, dc.path(), "c", open, "");

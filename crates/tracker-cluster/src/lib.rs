@@ -73,6 +73,10 @@ pub struct ClusterStatus {
     pub write_errors: AtomicU64,
     /// Failed reads of the replication log.
     pub read_errors: AtomicU64,
+    /// Live peers written back to Redis after it lost the swarms.
+    pub peers_republished: AtomicU64,
+    /// Operator-state entries (lists, passkeys, index) changed in memory to match the cluster.
+    pub state_applied: AtomicU64,
 }
 
 /// What the writer, the reader and the join share.

@@ -16,6 +16,7 @@
 //!   counts ([`crate::republish`]), then the shared connection-id key (`SET NX`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
@@ -112,6 +113,10 @@ impl Watch {
                 );
                 let n = crate::republish::republish(&shared, con, self.udp_key).await?;
                 tracing::info!(peers = n, "cluster: live peers re-published");
+                shared
+                    .status
+                    .peers_republished
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 self.epoch = Some(now);
             }
         }
@@ -156,6 +161,10 @@ impl Watch {
             let (applied, _) = opstate::converge(tracker, &local, &merged);
             (edits, merged, applied)
         };
+        shared
+            .status
+            .state_applied
+            .fetch_add(applied as u64, Ordering::Relaxed);
         if edits.is_empty() && !reseed {
             self.base = Some(merged);
             self.version = version;
