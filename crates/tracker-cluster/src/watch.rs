@@ -118,6 +118,9 @@ impl Watch {
                     .peers_republished
                     .fetch_add(n as u64, Ordering::Relaxed);
                 self.epoch = Some(now);
+                // The state's version restarted with Redis: its number may equal the one seen
+                // before the loss, so read everything.
+                self.version = None;
             }
         }
         if dirty || self.base.is_none() || version.is_none() || version != self.version {
