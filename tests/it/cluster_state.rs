@@ -22,13 +22,15 @@ fn node(redis: &Redis, dir: &Path, name: &str, access: &str, extra: &str) -> Dae
     Daemon::start(dir, &text)
 }
 
-/// Polls `f` until it holds, failing after `limit`.
-fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+/// Polls `f` until it holds, failing after `limit`; prints and returns how long it took.
+fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
         assert!(t0.elapsed() < limit, "not within {limit:?}: {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+    eprintln!("{what}: {:?}", t0.elapsed());
+    t0.elapsed()
 }
 
 /// An HTTP announce with a passkey: `Ok(peers)` or `Err(failure reason)`.

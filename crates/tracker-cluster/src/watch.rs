@@ -78,6 +78,8 @@ impl Watch {
             match self.tick(c, dirty).await {
                 Ok(_) => dirty = false,
                 Err(e) => {
+                    // A fresh connection next time (see the reader).
+                    con = None;
                     tracing::debug!(error = %e, "cluster: the state watcher's exchange failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
