@@ -9,4 +9,5 @@ mod hostile;
 mod http;
 mod https;
 mod monitoring;
+mod peer_ids;
 mod udp;

@@ -187,7 +187,9 @@ impl Serialize for PeersOut<'_> {
 struct PeerRecord {
     ip: IpAddr,
     port: u16,
-    peer_id: PeerId,
+    /// Absent when the tracker keeps no peer ids (`[swarm] keep_peer_ids = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer_id: Option<PeerId>,
     status: PeerStatus,
     #[serde(default)]
     completed: bool,
