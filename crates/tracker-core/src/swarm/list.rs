@@ -19,17 +19,87 @@ pub(super) const EXACT_GROWTH_UNTIL: usize = 32;
 
 /// The hash index of a large list: positions only, keyed by the hash of the peer's address.
 /// A probe compares against the peer record itself (which the announce touches anyway), so a
-/// lookup costs the control bytes and the record, not a separate copy of every key; a bucket is
-/// 4 bytes instead of 12.
+/// lookup costs the control bytes and the record, not a separate copy of every key. Positions
+/// are `u16` while they fit (lists of up to 65,536 peers: a bucket is 3 bytes, at 1000 peers
+/// 6 bytes per peer instead of 10), `u32` beyond.
 #[derive(Debug)]
-pub(super) struct PosIndex {
-    pub(super) table: hashbrown::HashTable<u32>,
-    pub(super) hasher: ahash::RandomState,
+pub(super) enum PosIndex {
+    Narrow(hashbrown::HashTable<u16>),
+    Wide(hashbrown::HashTable<u32>),
 }
 
-impl PosIndex {
-    pub(super) fn hash<const N: usize>(&self, addr: &[u8; N]) -> u64 {
-        self.hasher.hash_one(addr)
+/// The largest list a narrow index can hold.
+const NARROW_MAX: usize = u16::MAX as usize + 1;
+
+/// The index's hash of an address: keyed, random per process (addresses are chosen by clients).
+fn hash_addr<const N: usize>(addr: &[u8; N]) -> u64 {
+    static KEY: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    KEY.get_or_init(ahash::RandomState::new).hash_one(addr)
+}
+
+/// A position as an index stores it.
+trait Pos: Copy + Eq {
+    fn of(i: usize) -> Self;
+    fn at(self) -> usize;
+}
+
+impl Pos for u16 {
+    #[inline]
+    fn of(i: usize) -> Self {
+        i as u16
+    }
+    #[inline]
+    fn at(self) -> usize {
+        usize::from(self)
+    }
+}
+
+impl Pos for u32 {
+    #[inline]
+    fn of(i: usize) -> Self {
+        i as u32
+    }
+    #[inline]
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+fn find_in<P: Pos, const N: usize, L: PeerList<N> + ?Sized>(
+    t: &hashbrown::HashTable<P>,
+    peers: &L,
+    addr: &[u8; N],
+) -> Option<usize> {
+    t.find(hash_addr(addr), |&i| peers.addr(i.at()) == addr)
+        .map(|&i| i.at())
+}
+
+fn insert_in<P: Pos, const N: usize, L: PeerList<N> + ?Sized>(
+    t: &mut hashbrown::HashTable<P>,
+    peers: &L,
+    pos: usize,
+) {
+    t.insert_unique(hash_addr(peers.addr(pos)), P::of(pos), |&j| {
+        hash_addr(peers.addr(j.at()))
+    });
+}
+
+/// Drops the entry of `gone` (which was at `pos`) and points the former last peer (now at
+/// `pos`, if `pos < len`) at its new position.
+fn remove_in<P: Pos, const N: usize, L: PeerList<N> + ?Sized>(
+    t: &mut hashbrown::HashTable<P>,
+    peers: &L,
+    gone: &[u8; N],
+    pos: usize,
+) {
+    let last = P::of(peers.len());
+    if let Ok(e) = t.find_entry(hash_addr(gone), |&i| i.at() == pos) {
+        e.remove();
+    }
+    if pos < peers.len()
+        && let Some(slot) = t.find_mut(hash_addr(peers.addr(pos)), |&i| i == last)
+    {
+        *slot = P::of(pos);
     }
 }
 
@@ -542,10 +612,8 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
     pub(super) fn find(&self, addr: &[u8; N]) -> Option<usize> {
         let peers = &*self.peers;
         match self.index.as_ref() {
-            Some(ix) => ix
-                .table
-                .find(ix.hash(addr), |&i| peers.addr(i as usize) == addr)
-                .map(|&i| i as usize),
+            Some(PosIndex::Narrow(t)) => find_in(t, peers, addr),
+            Some(PosIndex::Wide(t)) => find_in(t, peers, addr),
             None => (0..peers.len()).find(|&i| peers.addr(i) == addr),
         }
     }
@@ -557,13 +625,12 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
         }
         self.peers.push(peer);
         match self.index.as_mut() {
-            Some(ix) => {
-                let (hasher, peers) = (&ix.hasher, &*self.peers);
-                ix.table
-                    .insert_unique(hasher.hash_one(peer.addr), len as u32, |&i| {
-                        hasher.hash_one(peers.addr(i as usize))
-                    });
+            // The new position no longer fits: rebuilt wide.
+            Some(PosIndex::Narrow(_)) if len >= NARROW_MAX => {
+                *self.index = Some(build_index(&*self.peers));
             }
+            Some(PosIndex::Narrow(t)) => insert_in(t, &*self.peers, len),
+            Some(PosIndex::Wide(t)) => insert_in(t, &*self.peers, len),
             None if self.peers.len() > INDEX_THRESHOLD => {
                 *self.index = Some(build_index(&*self.peers));
             }
@@ -577,19 +644,9 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
             *self.seeders -= 1;
         }
         if let Some(ix) = self.index.as_mut() {
-            let last = self.peers.len() as u32;
-            if let Ok(e) = ix
-                .table
-                .find_entry(ix.hasher.hash_one(gone.addr), |&i| i as usize == pos)
-            {
-                e.remove();
-            }
-            if pos < self.peers.len() {
-                // The former last peer now sits at `pos`.
-                let moved = *self.peers.addr(pos);
-                if let Some(slot) = ix.table.find_mut(ix.hasher.hash_one(moved), |&i| i == last) {
-                    *slot = pos as u32;
-                }
+            match ix {
+                PosIndex::Narrow(t) => remove_in(t, &*self.peers, &gone.addr, pos),
+                PosIndex::Wide(t) => remove_in(t, &*self.peers, &gone.addr, pos),
             }
             if self.peers.len() < INDEX_DROP {
                 *self.index = None;
@@ -629,10 +686,19 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
 }
 
 /// Makes room for one more element: one slot at a time while the list is small, so that memory
-/// per peer stays exact in the small swarms that are most of a tracker; amortised growth after.
+/// per peer stays exact in the small swarms that are most of a tracker; then by an eighth of
+/// the length, so a large list carries at most 12.5 % spare capacity (6 % on average) instead
+/// of a doubling `Vec`'s up to 100 % (at 1000 peers per torrent that was 31 %: 8.7 of the
+/// 47 bytes per peer measured). The copies stay amortised: each element is moved about 8 times
+/// over the list's growth, and a reallocation of a large buffer is an `mremap`.
 fn reserve_for_push<T>(v: &mut Vec<T>) {
-    if v.len() == v.capacity() && v.len() < EXACT_GROWTH_UNTIL {
-        v.reserve_exact(1);
+    if v.len() == v.capacity() {
+        let step = if v.len() < EXACT_GROWTH_UNTIL {
+            1
+        } else {
+            v.len() / 8
+        };
+        v.reserve_exact(step);
     }
 }
 
@@ -645,12 +711,18 @@ fn shrink_if_sparse<T>(v: &mut Vec<T>) {
 }
 
 fn build_index<const N: usize, L: PeerList<N> + ?Sized>(peers: &L) -> Index<N> {
-    let hasher = ahash::RandomState::new();
-    let mut table = hashbrown::HashTable::with_capacity(peers.len() + peers.len() / 4);
-    for i in 0..peers.len() {
-        table.insert_unique(hasher.hash_one(peers.addr(i)), i as u32, |&j| {
-            hasher.hash_one(peers.addr(j as usize))
-        });
+    fn build<P: Pos, const N: usize, L: PeerList<N> + ?Sized>(
+        peers: &L,
+    ) -> hashbrown::HashTable<P> {
+        let mut t = hashbrown::HashTable::with_capacity(peers.len() + peers.len() / 4);
+        for i in 0..peers.len() {
+            insert_in(&mut t, peers, i);
+        }
+        t
     }
-    PosIndex { table, hasher }
+    if peers.len() <= NARROW_MAX {
+        PosIndex::Narrow(build(peers))
+    } else {
+        PosIndex::Wide(build(peers))
+    }
 }

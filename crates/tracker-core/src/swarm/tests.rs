@@ -165,6 +165,47 @@ fn a_swarm_without_peer_ids_stores_addresses_and_meta_only() {
     assert_eq!(s.peers(10).next().unwrap().peer_id, Some(PeerId([1; 20])));
 }
 
+/// A list past 65,536 peers moves its index from `u16` to `u32` positions and still finds every
+/// peer, through removals too.
+#[test]
+fn the_index_widens_past_u16_positions() {
+    let mut hot: Vec<Hot<6>> = Vec::new();
+    let (mut seeders, mut index) = (0, None);
+    let mut l = ListMut {
+        peers: &mut hot,
+        seeders: &mut seeders,
+        index: &mut index,
+    };
+    let addr = |k: u32| compact_v4(std::net::Ipv4Addr::from(0x0a00_0000 + k), 6881);
+    let n = 65_600u32;
+    for k in 0..n {
+        let mut p = Peer {
+            addr: addr(k),
+            peer_id: [0; 20],
+            meta: [0; 2],
+        };
+        p.set_meta(0, 100);
+        l.push(p);
+        if k == 1000 {
+            assert!(matches!(l.index, Some(list::PosIndex::Narrow(_))));
+        }
+    }
+    assert!(matches!(l.index, Some(list::PosIndex::Wide(_))));
+    for k in (0..n).step_by(7) {
+        assert_eq!(l.find(&addr(k)), Some(k as usize));
+    }
+    // Removing from the front moves the last peers into the holes.
+    for k in 0..100 {
+        let pos = l.find(&addr(k)).unwrap();
+        l.remove(pos);
+    }
+    assert_eq!(l.find(&addr(5)), None);
+    for k in 100..n {
+        let pos = l.find(&addr(k)).expect("every remaining peer is found");
+        assert_eq!(l.peers.addr(pos), &addr(k));
+    }
+}
+
 #[test]
 fn v6_peers_live_apart() {
     let mut s = Swarm::default();
@@ -475,7 +516,7 @@ mod ext_layout {
         );
         assert_eq!(line(offset_of!(SwarmExt, v6_seeders)), 0);
         assert_eq!(offset_of!(SwarmExt, v4_index), 64);
-        assert_eq!(size_of::<Option<Index<6>>>(), 64);
+        assert_eq!(size_of::<Option<Index<6>>>(), 40);
         assert_eq!(offset_of!(SwarmExt, v6), 128);
         assert_eq!(size_of::<SwarmExt>(), 320);
     }
