@@ -11,7 +11,7 @@
 //!   {"info_hash":"<40 hex>","downloaded":3,
 //!    "index":{"name":"Example","size":734003200,"added_at":"2025-10-29T12:00:00Z",
 //!             "info_hash_v2":"<40 hex, hybrid torrents only>"},
-//!    "peers":[{"ip":"10.0.0.1","port":6881,"peer_id":"<40 hex>","status":"seeding",
+//!    "peers":[{"ip":"10.0.0.1","port":6881,"peer_id":"<40 hex; absent without ids>","status":"seeding",
 //!              "completed":true,"expires_in":1790}]}
 //!  ]}
 //! ```

@@ -144,22 +144,29 @@ pub(super) trait Record<const N: usize>:
 /// What a list without peer ids hands out as one.
 const NO_ID: [u8; 20] = [0; 20];
 
+/// The accessors both record types share (both have `addr` and `meta` fields).
+macro_rules! addr_and_meta {
+    () => {
+        #[inline]
+        fn addr(&self) -> &[u8; N] {
+            &self.addr
+        }
+        #[inline]
+        fn meta(&self) -> u16 {
+            u16::from_le_bytes(self.meta)
+        }
+        #[inline]
+        fn set_meta(&mut self, meta: u16) {
+            self.meta = meta.to_le_bytes();
+        }
+    };
+}
+
 impl<const N: usize> Record<N> for Peer<N> {
+    addr_and_meta!();
     #[inline]
     fn from_peer(p: Peer<N>) -> Self {
         p
-    }
-    #[inline]
-    fn addr(&self) -> &[u8; N] {
-        &self.addr
-    }
-    #[inline]
-    fn meta(&self) -> u16 {
-        u16::from_le_bytes(self.meta)
-    }
-    #[inline]
-    fn set_meta(&mut self, meta: u16) {
-        self.meta = meta.to_le_bytes();
     }
     #[inline]
     fn peer_id(&self) -> &[u8; 20] {
@@ -172,24 +179,13 @@ impl<const N: usize> Record<N> for Peer<N> {
 }
 
 impl<const N: usize> Record<N> for Hot<N> {
+    addr_and_meta!();
     #[inline]
     fn from_peer(p: Peer<N>) -> Self {
         Hot {
             addr: p.addr,
             meta: p.meta,
         }
-    }
-    #[inline]
-    fn addr(&self) -> &[u8; N] {
-        &self.addr
-    }
-    #[inline]
-    fn meta(&self) -> u16 {
-        u16::from_le_bytes(self.meta)
-    }
-    #[inline]
-    fn set_meta(&mut self, meta: u16) {
-        self.meta = meta.to_le_bytes();
     }
     #[inline]
     fn peer_id(&self) -> &[u8; 20] {

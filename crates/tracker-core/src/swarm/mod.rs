@@ -12,8 +12,9 @@
 //!
 //! ```text
 //! Swarm (40 bytes, stored in the map next to its 20-byte key: 64-byte entries)
-//!   v4: Box<[Peer<6>]>         up to 32 packed 28-byte records, exactly sized
-//!                              (larger IPv4 lists move to the extension, split, see below)
+//!   v4: Box<[u8]>              up to 32 packed 28-byte records, exactly sized (8-byte
+//!                              `Hot` records when peer ids are not kept, see `NO_IDS`;
+//!                              larger IPv4 lists move to the extension, split, see below)
 //!   v4_seeders, downloaded, next_purge, epoch: u32
 //!   ext: Option<Box<SwarmExt>> IPv6 peers, large IPv4 lists, hash indexes of large lists,
 //!                              index entry (name, size)

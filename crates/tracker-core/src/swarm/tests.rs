@@ -399,6 +399,11 @@ mod layouts {
         }
     }
 
+    /// Whether `find` returns every peer's own position.
+    fn finds_every_peer<L: PeerListMut<6>>(l: ListMut<'_, 6, L>) -> bool {
+        (0..PeerList::len(&*l.peers)).all(|i| l.find(l.peers.addr(i)) == Some(i))
+    }
+
     proptest! {
         #[test]
         fn packed_and_split_lists_behave_the_same(ops in proptest::collection::vec(op(), 1..400)) {
@@ -454,31 +459,16 @@ mod layouts {
                 prop_assert_eq!(b.seeders[0], seeders);
                 let [i0, i1, i2, i3, i4] = &mut b.index;
                 let [s0, s1, s2, s3, s4] = &mut b.seeders;
-                let l = ListMut { peers: &mut b.split, seeders: s1, index: i1 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
-                let l = ListMut { peers: &mut b.packed, seeders: s0, index: i0 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
-                let l = ListMut { peers: &mut b.bytes, seeders: s2, index: i2 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
-                let l = ListMut { peers: &mut b.hot_bytes, seeders: s3, index: i3 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
-                let l = ListMut { peers: &mut b.hot, seeders: s4, index: i4 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
+                let found = finds_every_peer(ListMut { peers: &mut b.split, seeders: s1, index: i1 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.packed, seeders: s0, index: i0 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.bytes, seeders: s2, index: i2 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.hot_bytes, seeders: s3, index: i3 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.hot, seeders: s4, index: i4 });
+                prop_assert!(found);
                 for start in [0, 7, 31] {
                     let (mut r1, mut r2) = (Vec::new(), Vec::new());
                     let now = epoch + 500;
