@@ -1,9 +1,10 @@
 //! One torrent's swarm: its peers per address family, counters and index entry.
 //!
-//! Where each part lives: this file holds the swarm record and the announce rules (insert,
-//! update, remove, completed counting, purge and re-basing); `peer.rs` the 28-byte record and its
-//! meta bits; `list.rs` the two list layouts and the view the rules change them through;
-//! `select.rs` which peers a reply gets. What protocol crates see of peers is [`crate::sink`].
+//! Where each part lives: this file holds the swarm record, where each family's list lives and
+//! purge and re-basing; `ops.rs` the announce rules (insert, update, remove, completed counting)
+//! as operations run on a list; `peer.rs` the 28-byte record and its meta bits; `list.rs` the
+//! list layouts (with and without peer ids) and the view the rules change them through;
+//! `index.rs` the hash index of large lists; `select.rs` which peers a reply gets. What protocol crates see of peers is [`crate::sink`].
 //!
 //! # Layout (why it looks like this)
 //!
@@ -62,16 +63,19 @@ use std::net::Ipv6Addr;
 use crate::sink::{PeerSink, PeerView};
 use crate::types::{Event, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6};
 
+mod index;
 mod list;
+mod ops;
 mod peer;
 mod select;
 #[cfg(test)]
 mod tests;
 
+use index::Index;
 use list::{
-    EXACT_GROWTH_UNTIL, Hot, Index, Large, ListMut, ListRef, Packed, PeerList, PeerListMut, Record,
-    Split, records,
+    EXACT_GROWTH_UNTIL, Hot, Large, ListMut, ListRef, Packed, PeerList, Record, Split, records,
 };
+use ops::{ApplyOp, ListOp, PurgeOp, PutOp, RebaseOp};
 pub use peer::MAX_PEER_TIMEOUT;
 use peer::{COMPLETED, OFFSET_MASK, Peer, SEEDER};
 use select::{Walk, pick_start, select_in};
@@ -188,123 +192,6 @@ pub(crate) struct SwarmReply {
     pub downloaded: u32,
     pub peers_v4: u32,
     pub peers_v6: u32,
-}
-
-/// An operation on one family's list, run by `Swarm::with_v4` / `with_v6` on whichever layout
-/// holds the list (a closure cannot be generic over the layout; a trait method can).
-trait ListOp<const N: usize> {
-    type Out;
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out;
-}
-
-/// Announce: insert, update or remove the announcer (see [`apply`]).
-struct ApplyOp<'u, const N: usize> {
-    addr: [u8; N],
-    u: &'u Update,
-    offset: u16,
-    total: usize,
-}
-
-impl<const N: usize> ListOp<N> for ApplyOp<'_, N> {
-    type Out = (Stored, Option<usize>, bool, bool);
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
-        apply(l, self.addr, self.u, self.offset, self.total)
-    }
-}
-
-struct PurgeOp {
-    now: u32,
-    epoch: u32,
-}
-
-impl<const N: usize> ListOp<N> for PurgeOp {
-    type Out = (usize, u32);
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
-        l.purge(self.now, self.epoch)
-    }
-}
-
-struct RebaseOp {
-    old: u32,
-    new: u32,
-}
-
-impl<const N: usize> ListOp<N> for RebaseOp {
-    type Out = ();
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) {
-        l.rebase(self.old, self.new);
-    }
-}
-
-/// Snapshot restore: add a peer unless it is already there.
-struct PutOp<const N: usize> {
-    peer: Peer<N>,
-}
-
-impl<const N: usize> ListOp<N> for PutOp<N> {
-    type Out = bool;
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> bool {
-        if l.find(&self.peer.addr).is_some() {
-            return false;
-        }
-        l.push(self.peer);
-        true
-    }
-}
-
-/// Applies one announce to a list: insert, update or remove the announcer. `offset` is the
-/// announcer's new expiry relative to the swarm's epoch. Returns what happened, the announcer's
-/// position (to exclude it from the reply), whether it is a seeder now, and whether a completed
-/// download must be counted.
-fn apply<const N: usize, L: PeerListMut<N>>(
-    list: &mut ListMut<'_, N, L>,
-    addr: [u8; N],
-    u: &Update,
-    offset: u16,
-    total_peers: usize,
-) -> (Stored, Option<usize>, bool, bool) {
-    let seeder = u.left == 0;
-    let pos = list.find(&addr);
-    if u.event == Event::Stopped {
-        if let Some(pos) = pos {
-            list.remove(pos);
-        }
-        return (Stored::Removed, None, seeder, false);
-    }
-    let flags = if seeder { SEEDER } else { 0 };
-    match pos {
-        Some(pos) => {
-            let m = list.peers.meta(pos);
-            let was_seeder = m & SEEDER != 0;
-            let already = m & COMPLETED != 0;
-            // Counted once per peer per torrent: an explicit `completed` with left=0, or the
-            // first time a known leecher shows up as a seeder.
-            let count = !already && seeder && (u.event == Event::Completed || !was_seeder);
-            let flags = flags | if already || count { COMPLETED } else { 0 };
-            list.peers
-                .set(pos, u.peer_id, flags | offset.min(OFFSET_MASK));
-            match (was_seeder, seeder) {
-                (false, true) => *list.seeders += 1,
-                (true, false) => *list.seeders -= 1,
-                _ => {}
-            }
-            (Stored::Stored, Some(pos), seeder, count)
-        }
-        None => {
-            let count = seeder && u.event == Event::Completed;
-            if total_peers >= u.max_peers {
-                return (Stored::SwarmFull, None, seeder, count);
-            }
-            let mut peer = Peer {
-                addr,
-                peer_id: u.peer_id,
-                meta: [0; 2],
-            };
-            peer.set_meta(flags | if count { COMPLETED } else { 0 }, offset);
-            list.push(peer);
-            (Stored::Stored, Some(list.peers.len() - 1), seeder, count)
-        }
-    }
 }
 
 impl Swarm {

@@ -1,5 +1,6 @@
 //! Unit tests of the swarm record: layout, index consistency, expiry, selection.
 
+use super::list::PeerListMut;
 use super::select::select;
 use super::*;
 use crate::sink::CompactPeers;
@@ -187,10 +188,10 @@ fn the_index_widens_past_u16_positions() {
         p.set_meta(0, 100);
         l.push(p);
         if k == 1000 {
-            assert!(matches!(l.index, Some(list::PosIndex::Narrow(_))));
+            assert!(matches!(l.index, Some(index::PosIndex::Narrow(_))));
         }
     }
-    assert!(matches!(l.index, Some(list::PosIndex::Wide(_))));
+    assert!(matches!(l.index, Some(index::PosIndex::Wide(_))));
     for k in (0..n).step_by(7) {
         assert_eq!(l.find(&addr(k)), Some(k as usize));
     }
