@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod https;
 mod monitoring;
+mod peer_ids;
 mod status_page;
 mod systemd;
 mod udp;

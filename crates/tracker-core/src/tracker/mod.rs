@@ -308,6 +308,7 @@ impl Tracker {
             want,
             both_families: req.both_families,
             max_peers: self.config.swarm.max_peers_per_swarm,
+            keep_ids: self.config.swarm.keep_peer_ids,
         };
         let info_hash = self.resolve(&req.info_hash);
         // Whitelist / blacklist: checked under the same shard lock that serves the announce
@@ -486,7 +487,12 @@ impl Tracker {
             swarm.set_meta(meta);
         }
         for p in peers {
-            stored += usize::from(swarm.restore(p, now, self.config.swarm.max_peers_per_swarm));
+            stored += usize::from(swarm.restore(
+                p,
+                now,
+                self.config.swarm.max_peers_per_swarm,
+                self.config.swarm.keep_peer_ids,
+            ));
         }
         drop(swarm);
         if let Some(v2) = v2 {
