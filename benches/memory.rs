@@ -2,7 +2,8 @@
 //! distinct peer id and port, torrent k mod T, like `benches/compare/mem_compare.sh`) and prints
 //! (VmRSS after - VmRSS before) / N.
 //!
-//! Run: `cargo bench --bench memory` (env PEERS, TORRENTS; defaults 1M and 100k).
+//! Run: `cargo bench --bench memory` (env PEERS, TORRENTS; defaults 1M and 100k; KEEP_PEER_IDS=0
+//! for `[swarm] keep_peer_ids = false`).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -31,7 +32,9 @@ fn main() {
     let peers = env("PEERS", 1_000_000);
     let torrents = env("TORRENTS", 100_000);
     let before = vm_rss_kib();
-    let t = Tracker::new(CoreConfig::default());
+    let mut config = CoreConfig::default();
+    config.swarm.keep_peer_ids = env("KEEP_PEER_IDS", 1) != 0;
+    let t = Tracker::new(config);
     let now = t.clock().now();
     let mut sink = CompactPeers::default();
     for k in 0..peers {

@@ -202,8 +202,18 @@ where
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let edits = Arc::clone(&ctx.state.api_edits);
     let answer = tokio::task::spawn_blocking(move || {
-        crate::api::handle(&tracker, &method, &path, &query, ctype.as_deref(), &body)
+        if method == "GET" {
+            return crate::api::handle(&tracker, &method, &path, &query, ctype.as_deref(), &body);
+        }
+        // An edit: not while the cluster applies other nodes' edits; then it is told.
+        let _edit = edits.edit.lock().unwrap_or_else(|e| e.into_inner());
+        let a = crate::api::handle(&tracker, &method, &path, &query, ctype.as_deref(), &body);
+        if a.status < 300 {
+            edits.changed.notify_one();
+        }
+        a
     })
     .await;
     match answer {

@@ -297,7 +297,10 @@ fn peer_lines(out: &mut String, peers: &Value) {
         let _ = writeln!(
             out,
             "  {}  {addr}:{}  {}  expires in {} s",
-            plain(field(p, "peer_id")),
+            match field(p, "peer_id") {
+                Value::Null => "(peer id not kept)".to_owned(),
+                id => plain(id),
+            },
             plain(field(p, "port")),
             plain(field(p, "status")),
             plain(field(p, "expires_in"))

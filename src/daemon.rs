@@ -96,6 +96,14 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
             "cluster mode: joined"
         );
         key = c.connection_id_key;
+        let mut c = c;
+        if let Some(r) = c.share_operator_state(Arc::clone(&state.api_edits)).await {
+            tracing::info!(
+                applied = r.applied,
+                written = r.written,
+                "cluster mode: operator state shared"
+            );
+        }
         state.set_cluster(Arc::clone(&c.status));
         cluster = Some(c);
     }

@@ -469,6 +469,16 @@ fn cluster(o: &mut String, c: &tracker_cluster::ClusterStatus, ring_dropped: u64
             "Failed reads of the replication log.",
             get(&c.read_errors),
         ),
+        (
+            "cluster_peers_republished_total",
+            "Live peers written back to Redis after it lost the swarms (came back empty).",
+            get(&c.peers_republished),
+        ),
+        (
+            "cluster_state_applied_total",
+            "Operator-state entries (access lists, passkeys, index) changed here to match the cluster.",
+            get(&c.state_applied),
+        ),
     ] {
         family(o, name, "counter", help);
         sample(o, name, &[], v);

@@ -46,6 +46,9 @@ pub struct DaemonState {
     sweep: Mutex<SweepFigures>,
     /// The cluster link's counters (cluster mode only), set once at start.
     cluster: OnceLock<Arc<tracker_cluster::ClusterStatus>>,
+    /// What the admin API holds around its edits and notifies after them (cluster mode
+    /// shares the API-made state; unused otherwise).
+    pub api_edits: Arc<tracker_cluster::StateHooks>,
 }
 
 impl DaemonState {
@@ -62,6 +65,7 @@ impl DaemonState {
             snapshot: Mutex::new(SnapshotFigures::default()),
             sweep: Mutex::new(SweepFigures::default()),
             cluster: OnceLock::new(),
+            api_edits: Arc::default(),
         }
     }
 

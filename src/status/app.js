@@ -24,9 +24,14 @@ let token = sessionStorage.getItem("mini-torrust-token") || "";
 const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
 if (m) {
   // Taken from the fragment (never sent to the server), kept for this tab, and dropped from the
-  // address bar so that it does not linger in history or screenshots.
-  token = decodeURIComponent(m[1]);
-  sessionStorage.setItem("mini-torrust-token", token);
+  // address bar so that it does not linger in history or screenshots. A fragment that is not
+  // valid percent-encoding is ignored (decodeURIComponent would throw and stop the script).
+  try {
+    token = decodeURIComponent(m[1]);
+    sessionStorage.setItem("mini-torrust-token", token);
+  } catch (e) {
+    // Keep the tab's token, if any.
+  }
   history.replaceState(null, "", location.pathname + location.search);
 }
 

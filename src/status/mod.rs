@@ -154,9 +154,10 @@ mod tests {
         s.record(&totals, Instant::now(), 5);
         totals.http.announces = 42;
         s.record(&totals, Instant::now(), 10_005);
+        let (counts, top) = t.counts_and_top(sampler::TOP_N, t.clock().now());
         s.set_map(sampler::MapFigures {
-            counts: t.peer_counts(t.clock().now()),
-            top: t.top_by_peers(sampler::TOP_N, t.clock().now()),
+            counts,
+            top,
             at_unix_ms: 9,
         });
         let v: Value = serde_json::from_str(&json(&t, &state, &s, true)).unwrap();

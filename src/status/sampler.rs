@@ -207,10 +207,10 @@ pub async fn run(tracker: Arc<Tracker>, sampler: Arc<Sampler>) {
         sampler.record(&totals(&tracker), Instant::now(), unix_ms());
         let t = Arc::clone(&tracker);
         let walked = tokio::task::spawn_blocking(move || {
-            let now = t.clock().now();
+            let (counts, top) = t.counts_and_top(TOP_N, t.clock().now());
             MapFigures {
-                counts: t.peer_counts(now),
-                top: t.top_by_peers(TOP_N, now),
+                counts,
+                top,
                 at_unix_ms: unix_ms(),
             }
         })

@@ -380,7 +380,7 @@ fn hardened_unit_passes_systemd_analyze_security() {
     let copy = dir.path().join("mini-torrust.service");
     let text = std::fs::read_to_string(unit)
         .unwrap()
-        .replace("/usr/local/bin/mini-torrust", BIN);
+        .replace("/usr/bin/mini-torrust", BIN);
     std::fs::write(&copy, text).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -476,6 +476,33 @@ fn the_shipped_unit_reloads_through_the_binary() {
         .collect();
     assert_eq!(
         reload,
-        ["ExecReload=/usr/local/bin/mini-torrust --reload-pid $MAINPID"]
+        ["ExecReload=/usr/bin/mini-torrust --reload-pid $MAINPID"]
+    );
+}
+
+#[test]
+fn the_unit_runs_the_binary_where_the_deb_and_the_readme_put_it() {
+    let manifest: toml::Value = include_str!("../../Cargo.toml").parse().unwrap();
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let dest = assets
+        .iter()
+        .find(|a| a[0].as_str() == Some("target/release/mini-torrust"))
+        .and_then(|a| a[1].as_str())
+        .expect("the .deb ships the binary");
+    let installed = format!("/{}mini-torrust", dest.trim_start_matches('/'));
+    assert_eq!(installed, "/usr/bin/mini-torrust");
+    let unit = include_str!("../../systemd/mini-torrust.service");
+    let execs: Vec<&str> = unit.lines().filter(|l| l.starts_with("Exec")).collect();
+    assert_eq!(execs.len(), 2, "{execs:?}");
+    for line in execs {
+        let cmd = line.split_once('=').unwrap().1;
+        assert!(cmd.starts_with(&format!("{installed} ")), "{line}");
+    }
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(&format!("target/release/mini-torrust {installed}")),
+        "the README's by-hand install puts the binary elsewhere"
     );
 }

@@ -395,6 +395,15 @@ fn in_private_mode_the_top_list_needs_the_admin_token() {
         "{hidden}"
     );
     assert!(!hidden.contains("members-only-torrent"), "{hidden}");
+    // A fragment that is not valid percent-encoding (a mistyped or hostile link): the page
+    // still loads, without a token.
+    let bad = browser::dump_dom(
+        &chromium,
+        &format!("http://{}/#token=%E0%A4%A", d.admin),
+        &log,
+    );
+    assert!(bad.contains(" data-loaded=\"1\""), "{bad}");
+    assert!(bad.contains("Hidden: the tracker is private."), "{bad}");
     let shown = browser::dump_dom(
         &chromium,
         &format!("http://{}/#token={TOKEN}", d.admin),

@@ -10,6 +10,7 @@
 //!
 //! What does not live here: which commands are sent (the writer, the reader, the join).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -17,6 +18,8 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
+
+use tracker_core::InfoHash;
 
 use crate::ClusterError;
 
@@ -170,6 +173,57 @@ pub(crate) async fn pipelines<T: FromRedisValue>(
         async move { p.query_async::<T>(&mut con).await }
     });
     Ok(futures_util::future::try_join_all(all).await?)
+}
+
+/// Commands grouped by swarm: one pipeline on a standalone Redis; on Redis Cluster one per
+/// swarm (all of a swarm's keys share a hash tag, hence a slot: redis-rs refuses a pipeline
+/// that crosses slots). Each pipeline carries an `E` its user keeps beside it.
+pub(crate) struct PerSwarm<E = ()> {
+    cluster: bool,
+    pipes: Vec<(Pipeline, E)>,
+    index: HashMap<InfoHash, usize>,
+}
+
+impl<E: Default> PerSwarm<E> {
+    pub(crate) fn new(cluster: bool) -> Self {
+        Self {
+            cluster,
+            pipes: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Whether the pipelines are per swarm (Redis Cluster).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The pipeline for `ih`'s keys.
+    pub(crate) fn of(&mut self, ih: &InfoHash) -> &mut (Pipeline, E) {
+        let at = if self.cluster {
+            *self.index.entry(*ih).or_insert(self.pipes.len())
+        } else {
+            0
+        };
+        if at == self.pipes.len() {
+            self.pipes.push((redis::pipe(), E::default()));
+        }
+        &mut self.pipes[at]
+    }
+
+    /// The pipelines, in the order of their first swarm.
+    pub(crate) fn into_parts(self) -> Vec<(Pipeline, E)> {
+        self.pipes
+    }
+}
+
+impl PerSwarm {
+    /// Sends every pipeline (all in flight at once), their commands' replies `ignore`d.
+    pub(crate) async fn send(self, con: &Con) -> Result<(), ClusterError> {
+        let pipes = self.pipes.into_iter().map(|(p, ())| p);
+        pipelines::<()>(con, pipes.filter(|p| !p.is_empty())).await?;
+        Ok(())
+    }
 }
 
 /// A walk over every key matching a pattern: one `SCAN` walk on a standalone Redis, one per

@@ -10,7 +10,9 @@
 //! (`writer.rs`); the reader that applies the other nodes' batches (`reader.rs`); the join
 //! that loads the swarms already in Redis before a node serves (`load.rs`); the key layout
 //! (`keys.rs`) and the replication batch codec (`batch.rs`); the shared UDP connection-id key;
-//! the connection layer for one Redis or a Redis Cluster (`conn.rs`).
+//! the connection layer for one Redis or a Redis Cluster (`conn.rs`); the shared operator
+//! state (`opstate.rs`) and the watcher that keeps it in step and re-publishes the swarms when
+//! Redis lost them (`watch.rs`, `republish.rs`).
 //!
 //! What does not: the rules and the store (tracker-core, reached through its change-record
 //! seam: [`Tracker::with_change_log`], [`Tracker::drain_changes`], [`Tracker::apply_remote`]),
@@ -28,11 +30,17 @@ mod config;
 mod conn;
 pub mod keys;
 mod load;
+mod load_done;
+pub mod opstate;
 mod reader;
+mod republish;
+mod watch;
 mod writer;
 
 pub use config::ClusterConfig;
 pub use load::LoadReport;
+pub use opstate::StateHooks;
+pub use watch::StateReport;
 
 /// What can go wrong talking to the shared store.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +74,10 @@ pub struct ClusterStatus {
     pub write_errors: AtomicU64,
     /// Failed reads of the replication log.
     pub read_errors: AtomicU64,
+    /// Live peers written back to Redis after it lost the swarms.
+    pub peers_republished: AtomicU64,
+    /// Operator-state entries (lists, passkeys, index) changed in memory to match the cluster.
+    pub state_applied: AtomicU64,
 }
 
 /// What the writer, the reader and the join share.
@@ -79,6 +91,15 @@ pub(crate) struct Shared {
     node_name: String,
     target: conn::Target,
     status: Arc<ClusterStatus>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node_name", &self.node_name)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -142,6 +163,7 @@ pub struct Running {
     /// The writer and the reader; neither ever returns.
     pub tasks: JoinSet<()>,
     stop: Option<tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>>,
+    shared: Arc<Shared>,
 }
 
 impl Running {
@@ -156,6 +178,41 @@ impl Running {
             return false;
         }
         matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
+    }
+}
+
+impl Running {
+    /// Shares the operator state (see [`opstate`]) and starts the watcher (see `watch.rs`):
+    /// first one exchange, before the node serves (within `startup_timeout_secs`; `None` when
+    /// Redis did not answer, the watcher then keeps trying), then the watcher runs in
+    /// [`Running::tasks`]. `hooks` is what the admin API holds around its edits.
+    pub async fn share_operator_state(&mut self, hooks: Arc<StateHooks>) -> Option<StateReport> {
+        let mut w = watch::Watch {
+            shared: Arc::clone(&self.shared),
+            hooks,
+            udp_key: self.connection_id_key,
+            base: None,
+            version: None,
+            epoch: None,
+        };
+        let startup = Duration::from_secs(self.shared.config.startup_timeout_secs.max(1));
+        let first = tokio::time::timeout(startup, async {
+            let mut con = self.shared.connect(None).await?;
+            // Joined just now: the swarms came from Redis, nothing to re-publish.
+            w.claim_epoch(&mut con).await?;
+            w.tick(&mut con, true).await
+        })
+        .await;
+        let report = match first {
+            Ok(Ok(r)) => Some(r),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cluster: operator state not loaded at start; retrying");
+                None
+            }
+            Err(_) => None,
+        };
+        self.tasks.spawn(w.run());
+        report
     }
 }
 
@@ -226,6 +283,7 @@ pub async fn start(
         status: Arc::clone(&shared.status),
         tasks,
         stop: Some(stop),
+        shared,
     })
 }
 

@@ -2,9 +2,10 @@
 //! first announce for a swarm this node has never seen is not answered empty. One `SCAN` over
 //! the peer sets (at start only; nothing walks the swarms afterwards; on Redis Cluster one walk
 //! per primary), then per batch of keys one pipeline of `ZRANGEBYSCORE key now +inf WITHSCORES`
-//! (only live peers: expired scores fall below the range) and `SCARD` of the `done` sets for the
-//! completed counts (on Redis Cluster, where keys of a batch sit in many slots, the same
-//! commands as concurrent single requests).
+//! (only live peers: expired scores fall below the range), one of `SMISMEMBER done <those
+//! peers>` (whose completion was counted: see `load_done.rs`), and `SCARD` of the `done` sets
+//! for the completed counts (on Redis Cluster, where keys of a batch sit in many slots, the same
+//! commands as concurrent single requests: `conn::query_each`).
 
 use std::collections::HashSet;
 
@@ -53,9 +54,11 @@ pub(crate) async fn load(shared: &Shared, con: &mut Con) -> Result<LoadReport, C
                 })
                 .collect();
             let sets: Vec<Vec<(Vec<u8>, f64)>> = query_each(con, cmds).await?;
+            let done = crate::load_done::counted(shared, con, &parsed, &sets).await?;
             let now = shared.tracker.clock().now();
-            for ((ih, _, seeder), members) in parsed.iter().zip(sets) {
-                for (member, score) in members {
+            for (((ih, _, seeder), members), done) in parsed.iter().zip(sets).zip(done) {
+                for (i, (member, score)) in members.into_iter().enumerate() {
+                    let completed = done.get(i).copied().unwrap_or(false);
                     let Some(addr) = CompactAddr::from_bytes(&member) else {
                         continue;
                     };
@@ -65,7 +68,7 @@ pub(crate) async fn load(shared: &Shared, con: &mut Con) -> Result<LoadReport, C
                         kind: ChangeKind::Upsert,
                         expiry: (score / 1000.0) as u32,
                         seeder: *seeder,
-                        completed: false,
+                        completed,
                         counted: false,
                     };
                     if shared.tracker.apply_remote(&c, now) {

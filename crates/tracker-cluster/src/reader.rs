@@ -38,6 +38,9 @@ impl Reader {
                     self.shared.set_up(true);
                 }
                 Err(e) => {
+                    // A fresh connection next time: one that was cut during a blocking read
+                    // does not always come back (seen with Redis restarted).
+                    self.con = None;
                     if self.shared.set_up(false) {
                         tracing::warn!(error = %e, "cluster: cannot read from Redis; serving from memory");
                     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tracker_core::{Change, ChangeKind, InfoHash};
 
 use crate::batch::{self, Item};
-use crate::conn::{self, Con};
+use crate::conn::{self, Con, PerSwarm};
 use crate::{ClusterError, Shared, unix_ms};
 
 /// Most changes in one pipeline.
@@ -127,7 +127,7 @@ impl Writer {
         let keys = &shared.keys;
         let now_ms = unix_ms();
         let con = self.connection().await?.clone();
-        let mut pipes = Pipes::new(con.is_cluster());
+        let mut pipes: PerSwarm<Vec<InfoHash>> = PerSwarm::new(con.is_cluster());
         // Each swarm key written, with the latest expiry (ms) it must live until.
         let mut expire: HashMap<String, (u64, bool, InfoHash)> = HashMap::new();
         let mut body = batch::start();
@@ -175,7 +175,7 @@ impl Writer {
             pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("GT").ignore();
         }
         let timeout = shared.timeout();
-        let counted = tokio::time::timeout(timeout, pipes.send(&shared, &con, &body))
+        let counted = tokio::time::timeout(timeout, send(pipes, &shared, &con, &body))
             .await
             .map_err(|_| ClusterError::Timeout)??;
         self.pending.drain(..n);
@@ -208,66 +208,36 @@ impl Writer {
     }
 }
 
-/// The pipelines of one flush: one on a standalone Redis; on Redis Cluster one per swarm (all
-/// its keys share a hash tag, hence a slot: redis-rs refuses a pipeline that crosses slots).
-/// Each comes with the torrents of its `SCARD`s, in order.
-struct Pipes {
-    cluster: bool,
-    pipes: Vec<(redis::Pipeline, Vec<InfoHash>)>,
-    index: HashMap<InfoHash, usize>,
-}
-
-impl Pipes {
-    fn new(cluster: bool) -> Self {
-        Self {
-            cluster,
-            pipes: Vec::new(),
-            index: HashMap::new(),
-        }
+/// Sends the pipelines of one flush (see [`PerSwarm`]: each comes with the torrents of its
+/// `SCARD`s, in order) and then the replication-log entry holding `body` (on a
+/// standalone Redis in the same pipeline, so in this order; on a Cluster after every swarm
+/// pipeline answered, so a joining node that read the log's position never misses a swarm
+/// write the log announced). Returns the `SCARD` counts with their torrents.
+async fn send(
+    pipes: PerSwarm<Vec<InfoHash>>,
+    shared: &Shared,
+    con: &Con,
+    body: &[u8],
+) -> Result<Vec<(InfoHash, u32)>, ClusterError> {
+    let mut log = redis::pipe();
+    shared.xadd(&mut log, body);
+    let cluster = pipes.is_cluster();
+    let mut pipes = pipes.into_parts();
+    if !cluster {
+        let (pipe, counted) = pipes
+            .pop()
+            .unwrap_or_else(|| (redis::pipe(), Vec::new()));
+        let mut pipe = pipe;
+        shared.xadd(&mut pipe, body);
+        let counts: Vec<u32> = pipe.query_async(&mut con.clone()).await?;
+        return Ok(counted.into_iter().zip(counts).collect());
     }
-
-    /// The pipeline for `ih`'s keys.
-    fn of(&mut self, ih: &InfoHash) -> &mut (redis::Pipeline, Vec<InfoHash>) {
-        let at = if self.cluster {
-            *self.index.entry(*ih).or_insert(self.pipes.len())
-        } else {
-            0
-        };
-        if at == self.pipes.len() {
-            self.pipes.push((redis::pipe(), Vec::new()));
-        }
-        &mut self.pipes[at]
-    }
-
-    /// Sends the swarm writes and then the replication-log entry holding `body` (on a
-    /// standalone Redis in the same pipeline, so in this order; on a Cluster after every swarm
-    /// pipeline answered, so a joining node that read the log's position never misses a swarm
-    /// write the log announced). Returns the `SCARD` counts with their torrents.
-    async fn send(
-        mut self,
-        shared: &Shared,
-        con: &Con,
-        body: &[u8],
-    ) -> Result<Vec<(InfoHash, u32)>, ClusterError> {
-        let mut log = redis::pipe();
-        shared.xadd(&mut log, body);
-        if !self.cluster {
-            let (pipe, counted) = self
-                .pipes
-                .pop()
-                .unwrap_or_else(|| (redis::pipe(), Vec::new()));
-            let mut pipe = pipe;
-            shared.xadd(&mut pipe, body);
-            let counts: Vec<u32> = pipe.query_async(&mut con.clone()).await?;
-            return Ok(counted.into_iter().zip(counts).collect());
-        }
-        let (pipes, counted): (Vec<_>, Vec<_>) = self.pipes.into_iter().unzip();
-        let counts: Vec<Vec<u32>> = conn::pipelines(con, pipes).await?;
-        log.query_async::<()>(&mut con.clone()).await?;
-        Ok(counted
-            .into_iter()
-            .zip(counts)
-            .flat_map(|(ihs, ns)| ihs.into_iter().zip(ns))
-            .collect())
-    }
+    let (pipes, counted): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
+    let counts: Vec<Vec<u32>> = conn::pipelines(con, pipes).await?;
+    log.query_async::<()>(&mut con.clone()).await?;
+    Ok(counted
+        .into_iter()
+        .zip(counts)
+        .flat_map(|(ihs, ns)| ihs.into_iter().zip(ns))
+        .collect())
 }

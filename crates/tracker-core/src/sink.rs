@@ -68,8 +68,9 @@ impl PeerSink for CompactPeers {
 pub struct PeerView {
     /// The peer's address (its identity in the swarm).
     pub addr: SocketAddr,
-    /// The last peer id it announced.
-    pub peer_id: PeerId,
+    /// The last peer id it announced; `None` when the tracker keeps no peer ids
+    /// (`[swarm] keep_peer_ids = false`).
+    pub peer_id: Option<PeerId>,
     /// Seeding or leeching.
     pub status: PeerStatus,
     /// Whether its completed download was counted.

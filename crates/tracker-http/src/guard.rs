@@ -16,8 +16,9 @@
 //!   next). hyper's own `header_read_timeout` is not used because it runs from the moment
 //!   hyper starts waiting for a head, so it would also cut idle keep-alive connections at the
 //!   head timeout; here the two are distinct. The timer is re-armed lazily (at most once per
-//!   `min(header, idle)` timeout per connection), not per request. A response write that
-//!   cannot proceed (the client stopped reading) is cut by the same deadline.
+//!   `min(header, idle)` timeout per connection), not per request. A response write, or a
+//!   close (TLS sends close_notify), that cannot proceed (the client stopped reading) is cut by
+//!   the same deadline.
 //! - eviction: a read that waits for a request parks the connection in its slot
 //!   (`crate::slots`), and a connection asked to make room fails its next read.
 //!
@@ -349,6 +350,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
         if !matches!(this.state, State::Normal) {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        // A TLS close writes (close_notify, and whatever is still buffered): it can wait on a
+        // client that stopped reading, so it is cut by the same deadline as a write.
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => this.write_stalled(cx),
+            done => done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// A stream whose close never completes, like a TLS stream whose close_notify cannot be
+    /// sent because the client stopped reading and the socket's send buffer is full.
+    #[derive(Debug)]
+    struct StuckClose;
+
+    impl AsyncRead for StuckClose {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for StuckClose {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(data.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_close_that_cannot_proceed_is_cut_at_the_deadline() {
+        let limits = Limits {
+            max_head: 1024,
+            header_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(60),
+        };
+        let mut io = GuardedIo::new(
+            StuckClose,
+            Instant::now(),
+            limits,
+            Arc::new(Counters::default()),
+            Arc::new(ConnCtl::default()),
+        );
+        let t0 = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(10), io.shutdown()).await;
+        let e = closed
+            .expect("the close is cut at the header timeout, not left hanging")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(t0.elapsed() >= limits.header_timeout, "{:?}", t0.elapsed());
     }
 }

@@ -289,7 +289,9 @@ impl Handler {
         s.v6.clear();
         s.ids_v4.clear();
         s.ids_v6.clear();
-        let keep_ids = !a.compact && !a.no_peer_id;
+        // Without stored ids (`[swarm] keep_peer_ids = false`), a dict list is as with
+        // `no_peer_id=1`.
+        let keep_ids = !a.compact && !a.no_peer_id && self.tracker.config().swarm.keep_peer_ids;
         let mut sink = Sink {
             v4: &mut s.v4,
             v6: &mut s.v6,

@@ -139,10 +139,15 @@ impl Transport for Tls {
         ctl: &Arc<ConnCtl>,
         counters: &Arc<Counters>,
     ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
-        let accept = self.0.acceptor().accept(tcp);
+        // Fallible: a failed handshake hands the socket back, so that it is counted before it
+        // closes (whoever sees the close and then reads /metrics sees the count).
+        let accept = self.0.acceptor().accept(tcp).into_fallible();
         let ctl = Arc::clone(ctl);
         let counters = Arc::clone(counters);
         async move {
+            // Held here, outside the select, so that a timed-out handshake's socket closes only
+            // when this block ends, after the count.
+            let mut accept = std::pin::pin!(accept);
             // Until the handshake is done the connection waits, as for a request: evictable.
             let evicted = std::future::poll_fn(|cx| {
                 ctl.park(cx.waker());
@@ -153,10 +158,11 @@ impl Transport for Tls {
                 }
             });
             tokio::select! {
-                r = tokio::time::timeout_at(deadline, accept) => match r {
+                r = tokio::time::timeout_at(deadline, accept.as_mut()) => match r {
                     Ok(Ok(stream)) => Ok(stream),
-                    Ok(Err(e)) => {
+                    Ok(Err((e, tcp))) => {
                         Counters::inc(&counters.tls_handshake_failures);
+                        drop(tcp);
                         Err(e)
                     }
                     Err(_) => {

@@ -11,7 +11,7 @@
 //!   {"info_hash":"<40 hex>","downloaded":3,
 //!    "index":{"name":"Example","size":734003200,"added_at":"2025-10-29T12:00:00Z",
 //!             "info_hash_v2":"<40 hex, hybrid torrents only>"},
-//!    "peers":[{"ip":"10.0.0.1","port":6881,"peer_id":"<40 hex>","status":"seeding",
+//!    "peers":[{"ip":"10.0.0.1","port":6881,"peer_id":"<40 hex; absent without ids>","status":"seeding",
 //!              "completed":true,"expires_in":1790}]}
 //!  ]}
 //! ```
@@ -187,7 +187,9 @@ impl Serialize for PeersOut<'_> {
 struct PeerRecord {
     ip: IpAddr,
     port: u16,
-    peer_id: PeerId,
+    /// Absent when the tracker keeps no peer ids (`[swarm] keep_peer_ids = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer_id: Option<PeerId>,
     status: PeerStatus,
     #[serde(default)]
     completed: bool,

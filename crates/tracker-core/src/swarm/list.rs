@@ -1,7 +1,13 @@
-//! A family's peer list in its two layouts (packed records, split hot/id arrays) behind one
-//! interface, and the mutable view the announce rules work through: find, push, remove, purge,
-//! rebase, with the hash index of large lists kept in step.
+//! A family's peer list in its layouts (packed records, split hot/id arrays, and the hot half
+//! alone when peer ids are not kept) behind one interface, and the mutable view the announce
+//! rules work through: find, push, remove, purge, rebase, with the hash index of large lists
+//! kept in step.
 
+use std::marker::PhantomData;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::index::{Index, NARROW_MAX, PosIndex, build_index, find_in, insert_in, remove_in};
 use super::peer::{OFFSET_MASK, Peer, SEEDER, meta_expiry};
 
 /// Above this many peers in one family, a hash index keeps updates O(1).
@@ -11,24 +17,6 @@ const INDEX_DROP: usize = INDEX_THRESHOLD / 2;
 /// Lists up to this length grow one slot at a time: memory per peer stays exact for the
 /// small swarms that are most of a tracker, and copying a few hundred bytes is cheap.
 pub(super) const EXACT_GROWTH_UNTIL: usize = 32;
-
-/// The hash index of a large list: positions only, keyed by the hash of the peer's address.
-/// A probe compares against the peer record itself (which the announce touches anyway), so a
-/// lookup costs the control bytes and the record, not a separate copy of every key; a bucket is
-/// 4 bytes instead of 12.
-#[derive(Debug)]
-pub(super) struct PosIndex {
-    pub(super) table: hashbrown::HashTable<u32>,
-    pub(super) hasher: ahash::RandomState,
-}
-
-impl PosIndex {
-    pub(super) fn hash<const N: usize>(&self, addr: &[u8; N]) -> u64 {
-        self.hasher.hash_one(addr)
-    }
-}
-
-pub(super) type Index<const N: usize> = PosIndex;
 
 // ---- list layouts ---------------------------------------------------------------------------
 //
@@ -42,12 +30,166 @@ pub(super) type Index<const N: usize> = PosIndex;
 //   the largest user-space cost per announce after the table lookup.
 // Same bytes per peer in both; operations are written once, generic over `PeerList`.
 
-/// The half of a peer in a split list that a reply reads: address and meta.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The half of a peer in a split list that a reply reads: address and meta. Also the whole
+/// record when the tracker keeps no peer ids (`[swarm] keep_peer_ids = false`): 8 bytes per
+/// IPv4 peer instead of 28.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub(super) struct Hot<const N: usize> {
     pub(super) addr: [u8; N],
     pub(super) meta: [u8; 2],
+}
+
+/// What a list stores per peer when it is not split: the whole record ([`Peer`]) or, when peer
+/// ids are not kept, only the address and meta ([`Hot`]; the id reads as zeros and writes are
+/// dropped).
+pub(super) trait Record<const N: usize>:
+    Copy + FromBytes + IntoBytes + KnownLayout + Immutable
+{
+    fn from_peer(p: Peer<N>) -> Self;
+    fn addr(&self) -> &[u8; N];
+    fn meta(&self) -> u16;
+    fn set_meta(&mut self, meta: u16);
+    fn peer_id(&self) -> &[u8; 20];
+    fn set_peer_id(&mut self, id: [u8; 20]);
+}
+
+/// What a list without peer ids hands out as one.
+const NO_ID: [u8; 20] = [0; 20];
+
+/// The accessors both record types share (both have `addr` and `meta` fields).
+macro_rules! addr_and_meta {
+    () => {
+        #[inline]
+        fn addr(&self) -> &[u8; N] {
+            &self.addr
+        }
+        #[inline]
+        fn meta(&self) -> u16 {
+            u16::from_le_bytes(self.meta)
+        }
+        #[inline]
+        fn set_meta(&mut self, meta: u16) {
+            self.meta = meta.to_le_bytes();
+        }
+    };
+}
+
+impl<const N: usize> Record<N> for Peer<N> {
+    addr_and_meta!();
+    #[inline]
+    fn from_peer(p: Peer<N>) -> Self {
+        p
+    }
+    #[inline]
+    fn peer_id(&self) -> &[u8; 20] {
+        &self.peer_id
+    }
+    #[inline]
+    fn set_peer_id(&mut self, id: [u8; 20]) {
+        self.peer_id = id;
+    }
+}
+
+impl<const N: usize> Record<N> for Hot<N> {
+    addr_and_meta!();
+    #[inline]
+    fn from_peer(p: Peer<N>) -> Self {
+        Hot {
+            addr: p.addr,
+            meta: p.meta,
+        }
+    }
+    #[inline]
+    fn peer_id(&self) -> &[u8; 20] {
+        &NO_ID
+    }
+    #[inline]
+    fn set_peer_id(&mut self, _id: [u8; 20]) {}
+}
+
+/// Records stored as their bytes: the swarm's inline small IPv4 list (`Swarm::v4`, an exactly
+/// sized `Box<[u8]>`, one type whether it holds [`Peer`]s or [`Hot`]s). Viewed as `[R]` through
+/// zerocopy's checked casts (the records have alignment 1, so a cast only checks the length).
+pub(super) struct Packed<R> {
+    bytes: Vec<u8>,
+    _r: PhantomData<R>,
+}
+
+impl<R: FromBytes + IntoBytes + KnownLayout + Immutable> Packed<R> {
+    pub(super) fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            _r: PhantomData,
+        }
+    }
+
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    #[inline]
+    pub(super) fn recs(&self) -> &[R] {
+        records(&self.bytes)
+    }
+
+    #[inline]
+    fn recs_mut(&mut self) -> &mut [R] {
+        <[R]>::mut_from_bytes(&mut self.bytes).unwrap_or_default()
+    }
+}
+
+/// The records in `bytes` (empty if the length is not a whole number of records, which the
+/// list code never lets happen).
+#[inline]
+pub(super) fn records<R: FromBytes + KnownLayout + Immutable>(bytes: &[u8]) -> &[R] {
+    <[R]>::ref_from_bytes(bytes).unwrap_or_default()
+}
+
+/// Where a family's list lives once it is large (more than `EXACT_GROWTH_UNTIL` peers): split
+/// when ids are kept, the hot half alone when not. Converts from and to the packed inline form.
+pub(super) trait Large<const N: usize, R: Record<N>>: PeerListMut<N> {
+    fn is_empty(&self) -> bool;
+    fn from_records(recs: &[R]) -> Self;
+    /// The packed records' bytes (for the inline box), exactly sized.
+    fn to_bytes(&self) -> Vec<u8>;
+    fn clear(&mut self);
+}
+
+impl<const N: usize> Large<N, Peer<N>> for Split<N> {
+    fn is_empty(&self) -> bool {
+        self.hot.is_empty()
+    }
+    fn from_records(recs: &[Peer<N>]) -> Self {
+        Self::from_peers(recs)
+    }
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() * std::mem::size_of::<Peer<N>>());
+        for i in 0..self.len() {
+            out.extend_from_slice(self.get(i).as_bytes());
+        }
+        out
+    }
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl<const N: usize> Large<N, Hot<N>> for Vec<Hot<N>> {
+    fn is_empty(&self) -> bool {
+        <[Hot<N>]>::is_empty(self)
+    }
+    fn from_records(recs: &[Hot<N>]) -> Self {
+        let mut v = Vec::with_capacity(recs.len() + recs.len() / 4);
+        v.extend_from_slice(recs);
+        v
+    }
+    fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn clear(&mut self) {
+        *self = Vec::new();
+    }
 }
 
 /// A growable list stored as two parallel arrays (see above). Position `i` of both is peer `i`.
@@ -68,10 +210,6 @@ impl<const N: usize> Split<N> {
             s.push(*p);
         }
         s
-    }
-
-    pub(super) fn to_packed(&self) -> Box<[Peer<N>]> {
-        (0..self.len()).map(|i| self.get(i)).collect()
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -117,15 +255,15 @@ pub(super) trait PeerListMut<const N: usize>: PeerList<N> {
     fn retain_meta(&mut self, keep: impl FnMut(u16) -> bool);
 }
 
-impl<const N: usize> PeerList<N> for [Peer<N>] {
-    const HOT_STRIDE: usize = std::mem::size_of::<Peer<N>>();
+impl<const N: usize, R: Record<N>> PeerList<N> for [R] {
+    const HOT_STRIDE: usize = std::mem::size_of::<R>();
     #[inline]
     fn len(&self) -> usize {
-        <[Peer<N>]>::len(self)
+        <[R]>::len(self)
     }
     #[inline]
     fn addr(&self, i: usize) -> &[u8; N] {
-        &self[i].addr
+        self[i].addr()
     }
     #[inline]
     fn meta(&self, i: usize) -> u16 {
@@ -133,65 +271,143 @@ impl<const N: usize> PeerList<N> for [Peer<N>] {
     }
     #[inline]
     fn peer_id(&self, i: usize) -> &[u8; 20] {
-        &self[i].peer_id
+        self[i].peer_id()
     }
     #[inline]
     fn hot_addr(&self, i: usize) -> usize {
         self.as_ptr() as usize + i * Self::HOT_STRIDE
     }
-    #[inline]
-    fn get(&self, i: usize) -> Peer<N> {
-        self[i]
-    }
 }
 
-impl<const N: usize> PeerList<N> for Vec<Peer<N>> {
-    const HOT_STRIDE: usize = std::mem::size_of::<Peer<N>>();
+/// Write access to a slice of records; the growable lists below delegate to it.
+fn set_rec<const N: usize, R: Record<N>>(r: &mut R, peer_id: [u8; 20], meta: u16) {
+    r.set_peer_id(peer_id);
+    r.set_meta(meta);
+}
+
+/// Keeps the records whose meta passes, in order; returns how many.
+fn retain_recs<const N: usize, R: Record<N>>(
+    recs: &mut [R],
+    mut keep: impl FnMut(u16) -> bool,
+) -> usize {
+    let mut w = 0;
+    for r in 0..recs.len() {
+        if keep(recs[r].meta()) {
+            recs[w] = recs[r];
+            w += 1;
+        }
+    }
+    w
+}
+
+impl<const N: usize, R: Record<N>> PeerList<N> for Vec<R> {
+    const HOT_STRIDE: usize = std::mem::size_of::<R>();
     #[inline]
     fn len(&self) -> usize {
         Vec::len(self)
     }
     #[inline]
     fn addr(&self, i: usize) -> &[u8; N] {
-        self.as_slice().addr(i)
+        self[i].addr()
     }
     #[inline]
     fn meta(&self, i: usize) -> u16 {
-        self.as_slice().meta(i)
+        self[i].meta()
     }
     #[inline]
     fn peer_id(&self, i: usize) -> &[u8; 20] {
-        self.as_slice().peer_id(i)
+        self[i].peer_id()
     }
     #[inline]
     fn hot_addr(&self, i: usize) -> usize {
         self.as_slice().hot_addr(i)
     }
-    #[inline]
-    fn get(&self, i: usize) -> Peer<N> {
-        self[i]
-    }
 }
 
-impl<const N: usize> PeerListMut<N> for Vec<Peer<N>> {
+impl<const N: usize, R: Record<N>> PeerListMut<N> for Vec<R> {
     #[inline]
     fn set(&mut self, i: usize, peer_id: [u8; 20], meta: u16) {
-        self[i].peer_id = peer_id;
-        self[i].meta = meta.to_le_bytes();
+        set_rec(&mut self[i], peer_id, meta);
     }
     #[inline]
     fn set_meta(&mut self, i: usize, meta: u16) {
-        self[i].meta = meta.to_le_bytes();
+        self[i].set_meta(meta);
     }
     fn push(&mut self, p: Peer<N>) {
         reserve_for_push(self);
-        Vec::push(self, p);
+        Vec::push(self, R::from_peer(p));
     }
     fn swap_remove(&mut self, i: usize) -> Peer<N> {
-        Vec::swap_remove(self, i)
+        let r = Vec::swap_remove(self, i);
+        Peer {
+            addr: *r.addr(),
+            peer_id: *r.peer_id(),
+            meta: r.meta().to_le_bytes(),
+        }
     }
-    fn retain_meta(&mut self, mut keep: impl FnMut(u16) -> bool) {
-        self.retain(|p| keep(p.meta()));
+    fn retain_meta(&mut self, keep: impl FnMut(u16) -> bool) {
+        let w = retain_recs(self, keep);
+        self.truncate(w);
+    }
+}
+
+impl<const N: usize, R: Record<N>> PeerList<N> for Packed<R> {
+    const HOT_STRIDE: usize = std::mem::size_of::<R>();
+    #[inline]
+    fn len(&self) -> usize {
+        self.recs().len()
+    }
+    #[inline]
+    fn addr(&self, i: usize) -> &[u8; N] {
+        self.recs()[i].addr()
+    }
+    #[inline]
+    fn meta(&self, i: usize) -> u16 {
+        self.recs()[i].meta()
+    }
+    #[inline]
+    fn peer_id(&self, i: usize) -> &[u8; 20] {
+        self.recs()[i].peer_id()
+    }
+    #[inline]
+    fn hot_addr(&self, i: usize) -> usize {
+        self.bytes.as_ptr() as usize + i * Self::HOT_STRIDE
+    }
+}
+
+impl<const N: usize, R: Record<N>> PeerListMut<N> for Packed<R> {
+    #[inline]
+    fn set(&mut self, i: usize, peer_id: [u8; 20], meta: u16) {
+        set_rec(&mut self.recs_mut()[i], peer_id, meta);
+    }
+    #[inline]
+    fn set_meta(&mut self, i: usize, meta: u16) {
+        self.recs_mut()[i].set_meta(meta);
+    }
+    fn push(&mut self, p: Peer<N>) {
+        let size = std::mem::size_of::<R>();
+        // One record at a time while small (exact size, see `reserve_for_push`).
+        if self.bytes.len() == self.bytes.capacity() && self.bytes.len() < EXACT_GROWTH_UNTIL * size
+        {
+            self.bytes.reserve_exact(size);
+        }
+        self.bytes.extend_from_slice(R::from_peer(p).as_bytes());
+    }
+    fn swap_remove(&mut self, i: usize) -> Peer<N> {
+        let recs = self.recs_mut();
+        let last = recs.len() - 1;
+        let r = recs[i];
+        recs[i] = recs[last];
+        self.bytes.truncate(last * std::mem::size_of::<R>());
+        Peer {
+            addr: *r.addr(),
+            peer_id: *r.peer_id(),
+            meta: r.meta().to_le_bytes(),
+        }
+    }
+    fn retain_meta(&mut self, keep: impl FnMut(u16) -> bool) {
+        let w = retain_recs(self.recs_mut(), keep);
+        self.bytes.truncate(w * std::mem::size_of::<R>());
     }
 }
 
@@ -267,6 +483,8 @@ impl<const N: usize> PeerListMut<N> for Split<N> {
 pub(super) enum ListRef<'a, const N: usize> {
     Packed(&'a [Peer<N>]),
     Split(&'a Split<N>),
+    /// No peer ids kept: address and meta only (inline or large).
+    Hot(&'a [Hot<N>]),
 }
 
 impl<const N: usize> ListRef<'_, N> {
@@ -274,13 +492,16 @@ impl<const N: usize> ListRef<'_, N> {
         match self {
             Self::Packed(p) => p.len(),
             Self::Split(s) => s.len(),
+            Self::Hot(h) => h.len(),
         }
     }
 
+    /// Peer `i`; its id is zeros in a list that keeps none.
     pub(super) fn get(&self, i: usize) -> Peer<N> {
         match self {
             Self::Packed(p) => p[i],
             Self::Split(s) => s.get(i),
+            Self::Hot(h) => PeerList::get(*h, i),
         }
     }
 
@@ -300,10 +521,8 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
     pub(super) fn find(&self, addr: &[u8; N]) -> Option<usize> {
         let peers = &*self.peers;
         match self.index.as_ref() {
-            Some(ix) => ix
-                .table
-                .find(ix.hash(addr), |&i| peers.addr(i as usize) == addr)
-                .map(|&i| i as usize),
+            Some(PosIndex::Narrow(t)) => find_in(t, peers, addr),
+            Some(PosIndex::Wide(t)) => find_in(t, peers, addr),
             None => (0..peers.len()).find(|&i| peers.addr(i) == addr),
         }
     }
@@ -315,13 +534,12 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
         }
         self.peers.push(peer);
         match self.index.as_mut() {
-            Some(ix) => {
-                let (hasher, peers) = (&ix.hasher, &*self.peers);
-                ix.table
-                    .insert_unique(hasher.hash_one(peer.addr), len as u32, |&i| {
-                        hasher.hash_one(peers.addr(i as usize))
-                    });
+            // The new position no longer fits: rebuilt wide.
+            Some(PosIndex::Narrow(_)) if len >= NARROW_MAX => {
+                *self.index = Some(build_index(&*self.peers));
             }
+            Some(PosIndex::Narrow(t)) => insert_in(t, &*self.peers, len),
+            Some(PosIndex::Wide(t)) => insert_in(t, &*self.peers, len),
             None if self.peers.len() > INDEX_THRESHOLD => {
                 *self.index = Some(build_index(&*self.peers));
             }
@@ -335,19 +553,9 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
             *self.seeders -= 1;
         }
         if let Some(ix) = self.index.as_mut() {
-            let last = self.peers.len() as u32;
-            if let Ok(e) = ix
-                .table
-                .find_entry(ix.hasher.hash_one(gone.addr), |&i| i as usize == pos)
-            {
-                e.remove();
-            }
-            if pos < self.peers.len() {
-                // The former last peer now sits at `pos`.
-                let moved = *self.peers.addr(pos);
-                if let Some(slot) = ix.table.find_mut(ix.hasher.hash_one(moved), |&i| i == last) {
-                    *slot = pos as u32;
-                }
+            match ix {
+                PosIndex::Narrow(t) => remove_in(t, &*self.peers, &gone.addr, pos),
+                PosIndex::Wide(t) => remove_in(t, &*self.peers, &gone.addr, pos),
             }
             if self.peers.len() < INDEX_DROP {
                 *self.index = None;
@@ -387,10 +595,19 @@ impl<const N: usize, L: PeerListMut<N>> ListMut<'_, N, L> {
 }
 
 /// Makes room for one more element: one slot at a time while the list is small, so that memory
-/// per peer stays exact in the small swarms that are most of a tracker; amortised growth after.
+/// per peer stays exact in the small swarms that are most of a tracker; then by an eighth of
+/// the length, so a large list carries at most 12.5 % spare capacity (6 % on average) instead
+/// of a doubling `Vec`'s up to 100 % (at 1000 peers per torrent that was 31 %: 8.7 of the
+/// 47 bytes per peer measured). The copies stay amortised: each element is moved about 8 times
+/// over the list's growth, and a reallocation of a large buffer is an `mremap`.
 fn reserve_for_push<T>(v: &mut Vec<T>) {
-    if v.len() == v.capacity() && v.len() < EXACT_GROWTH_UNTIL {
-        v.reserve_exact(1);
+    if v.len() == v.capacity() {
+        let step = if v.len() < EXACT_GROWTH_UNTIL {
+            1
+        } else {
+            v.len() / 8
+        };
+        v.reserve_exact(step);
     }
 }
 
@@ -400,15 +617,4 @@ fn shrink_if_sparse<T>(v: &mut Vec<T>) {
     if cap > 2 * len + 4 {
         v.shrink_to(len + len / 4);
     }
-}
-
-fn build_index<const N: usize, L: PeerList<N> + ?Sized>(peers: &L) -> Index<N> {
-    let hasher = ahash::RandomState::new();
-    let mut table = hashbrown::HashTable::with_capacity(peers.len() + peers.len() / 4);
-    for i in 0..peers.len() {
-        table.insert_unique(hasher.hash_one(peers.addr(i)), i as u32, |&j| {
-            hasher.hash_one(peers.addr(j as usize))
-        });
-    }
-    PosIndex { table, hasher }
 }

@@ -1,9 +1,10 @@
 //! One torrent's swarm: its peers per address family, counters and index entry.
 //!
-//! Where each part lives: this file holds the swarm record and the announce rules (insert,
-//! update, remove, completed counting, purge and re-basing); `peer.rs` the 28-byte record and its
-//! meta bits; `list.rs` the two list layouts and the view the rules change them through;
-//! `select.rs` which peers a reply gets. What protocol crates see of peers is [`crate::sink`].
+//! Where each part lives: this file holds the swarm record, where each family's list lives and
+//! purge and re-basing; `ops.rs` the announce rules (insert, update, remove, completed counting)
+//! as operations run on a list; `peer.rs` the 28-byte record and its meta bits; `list.rs` the
+//! list layouts (with and without peer ids) and the view the rules change them through;
+//! `index.rs` the hash index of large lists; `select.rs` which peers a reply gets. What protocol crates see of peers is [`crate::sink`].
 //!
 //! # Layout (why it looks like this)
 //!
@@ -12,8 +13,9 @@
 //!
 //! ```text
 //! Swarm (40 bytes, stored in the map next to its 20-byte key: 64-byte entries)
-//!   v4: Box<[Peer<6>]>         up to 32 packed 28-byte records, exactly sized
-//!                              (larger IPv4 lists move to the extension, split, see below)
+//!   v4: Box<[u8]>              up to 32 packed 28-byte records, exactly sized (8-byte
+//!                              `Hot` records when peer ids are not kept, see `NO_IDS`;
+//!                              larger IPv4 lists move to the extension, split, see below)
 //!   v4_seeders, downloaded, next_purge, epoch: u32
 //!   ext: Option<Box<SwarmExt>> IPv6 peers, large IPv4 lists, hash indexes of large lists,
 //!                              index entry (name, size)
@@ -61,14 +63,20 @@ use std::net::Ipv6Addr;
 use crate::sink::{PeerSink, PeerView};
 use crate::types::{Event, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6};
 
+mod index;
 mod list;
+mod ops;
 mod peer;
 mod remote;
 mod select;
 #[cfg(test)]
 mod tests;
 
-use list::{EXACT_GROWTH_UNTIL, Index, ListMut, ListRef, PeerList, PeerListMut, Split};
+use index::Index;
+use list::{
+    EXACT_GROWTH_UNTIL, Hot, Large, ListMut, ListRef, Packed, PeerList, Record, Split, records,
+};
+use ops::{ApplyOp, ListOp, PurgeOp, PutOp, RebaseOp};
 pub use peer::MAX_PEER_TIMEOUT;
 use peer::{COMPLETED, OFFSET_MASK, Peer, SEEDER};
 use select::{Walk, pick_start, select_in};
@@ -105,16 +113,26 @@ pub(crate) struct SwarmExt {
     /// Puts the index at the start of line 1 (`v4_large` is 48 bytes, `v6_seeders` 4).
     _pad: [u8; 12],
     v4_index: Option<Index<6>>,
+    /// Puts the IPv6 list at the start of line 2 (the index is 40 bytes).
+    _pad2: [u8; 24],
     v6: Split<18>,
     v6_index: Option<Index<18>>,
     pub(crate) meta: Option<IndexMeta>,
 }
 
+/// Bit 31 of `Swarm::v4_seeders`: this swarm keeps no peer ids (`[swarm] keep_peer_ids =
+/// false`): its lists hold `Hot` records (address and meta, 8 bytes per IPv4 peer). Set from the
+/// tracker's setting whenever the swarm is empty, so it never changes under stored peers. Kept
+/// in a spare bit (a swarm never has 2^31 seeders) so the swarm stays 40 bytes.
+const NO_IDS: u32 = 1 << 31;
+
 /// One torrent.
 #[derive(Debug)]
 pub(crate) struct Swarm {
-    /// The IPv4 list while it is small (exactly sized: no capacity word, no slack).
-    v4: Box<[Peer<6>]>,
+    /// The IPv4 list while it is small (exactly sized: no capacity word, no slack): packed
+    /// `Peer<6>` records (28 bytes), or `Hot<6>` (8 bytes) when the swarm keeps no peer ids.
+    v4: Box<[u8]>,
+    /// IPv4 seeders in bits 0-30, [`NO_IDS`] in bit 31.
     v4_seeders: u32,
     pub(crate) downloaded: u32,
     /// A lower bound of every stored peer's expiry (unix seconds); `u32::MAX` when empty.
@@ -150,6 +168,8 @@ pub(crate) struct Update {
     pub want: usize,
     pub both_families: bool,
     pub max_peers: usize,
+    /// `[swarm] keep_peer_ids`: followed by a swarm whenever it is empty.
+    pub keep_ids: bool,
 }
 
 /// What happened to the announcer.
@@ -181,192 +201,122 @@ pub(crate) struct SwarmReply {
     pub counted: bool,
 }
 
-/// An operation on one family's list, run by `Swarm::with_v4` / `with_v6` on whichever layout
-/// holds the list (a closure cannot be generic over the layout; a trait method can).
-trait ListOp<const N: usize> {
-    type Out;
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out;
-}
-
-/// Announce: insert, update or remove the announcer (see [`apply`]).
-struct ApplyOp<'u, const N: usize> {
-    addr: [u8; N],
-    u: &'u Update,
-    offset: u16,
-    total: usize,
-}
-
-impl<const N: usize> ListOp<N> for ApplyOp<'_, N> {
-    type Out = (Stored, Option<usize>, bool, bool, bool);
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
-        apply(l, self.addr, self.u, self.offset, self.total)
-    }
-}
-
-struct PurgeOp {
-    now: u32,
-    epoch: u32,
-}
-
-impl<const N: usize> ListOp<N> for PurgeOp {
-    type Out = (usize, u32);
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> Self::Out {
-        l.purge(self.now, self.epoch)
-    }
-}
-
-struct RebaseOp {
-    old: u32,
-    new: u32,
-}
-
-impl<const N: usize> ListOp<N> for RebaseOp {
-    type Out = ();
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) {
-        l.rebase(self.old, self.new);
-    }
-}
-
-/// Snapshot restore: add a peer unless it is already there.
-struct PutOp<const N: usize> {
-    peer: Peer<N>,
-}
-
-impl<const N: usize> ListOp<N> for PutOp<N> {
-    type Out = bool;
-    fn run<L: PeerListMut<N>>(self, l: &mut ListMut<'_, N, L>) -> bool {
-        if l.find(&self.peer.addr).is_some() {
-            return false;
-        }
-        l.push(self.peer);
-        true
-    }
-}
-
-/// Applies one announce to a list: insert, update or remove the announcer. `offset` is the
-/// announcer's new expiry relative to the swarm's epoch. Returns what happened, the announcer's
-/// position (to exclude it from the reply), whether it is a seeder now, whether a completed
-/// download must be counted, and whether the peer's completed download is counted now.
-fn apply<const N: usize, L: PeerListMut<N>>(
-    list: &mut ListMut<'_, N, L>,
-    addr: [u8; N],
-    u: &Update,
-    offset: u16,
-    total_peers: usize,
-) -> (Stored, Option<usize>, bool, bool, bool) {
-    let seeder = u.left == 0;
-    let pos = list.find(&addr);
-    if u.event == Event::Stopped {
-        if let Some(pos) = pos {
-            list.remove(pos);
-        }
-        return (Stored::Removed, None, seeder, false, false);
-    }
-    let flags = if seeder { SEEDER } else { 0 };
-    match pos {
-        Some(pos) => {
-            let m = list.peers.meta(pos);
-            let was_seeder = m & SEEDER != 0;
-            let already = m & COMPLETED != 0;
-            // Counted once per peer per torrent: an explicit `completed` with left=0, or the
-            // first time a known leecher shows up as a seeder.
-            let count = !already && seeder && (u.event == Event::Completed || !was_seeder);
-            let flags = flags | if already || count { COMPLETED } else { 0 };
-            list.peers
-                .set(pos, u.peer_id, flags | offset.min(OFFSET_MASK));
-            match (was_seeder, seeder) {
-                (false, true) => *list.seeders += 1,
-                (true, false) => *list.seeders -= 1,
-                _ => {}
-            }
-            (Stored::Stored, Some(pos), seeder, count, already || count)
-        }
-        None => {
-            let count = seeder && u.event == Event::Completed;
-            if total_peers >= u.max_peers {
-                return (Stored::SwarmFull, None, seeder, count, count);
-            }
-            let mut peer = Peer {
-                addr,
-                peer_id: u.peer_id,
-                meta: [0; 2],
-            };
-            peer.set_meta(flags | if count { COMPLETED } else { 0 }, offset);
-            list.push(peer);
-            (
-                Stored::Stored,
-                Some(list.peers.len() - 1),
-                seeder,
-                count,
-                count,
-            )
-        }
-    }
-}
-
 impl Swarm {
     fn ext(&mut self) -> &mut SwarmExt {
         self.ext.get_or_insert_with(Box::default)
     }
 
-    /// Runs `op` on the IPv4 list, wherever it lives (packed in the inline exact-size box while
-    /// small, split in the extension when large), and puts it back in the right home and
-    /// layout afterwards (converting only when it crosses `EXACT_GROWTH_UNTIL`).
-    fn with_v4<O: ListOp<6>>(&mut self, op: O) -> O::Out {
-        if let Some(e) = self.ext.as_deref_mut()
-            && !e.v4_large.is_empty()
-        {
-            let r = op.run(&mut ListMut {
-                peers: &mut e.v4_large,
-                seeders: &mut self.v4_seeders,
-                index: &mut e.v4_index,
-            });
-            if e.v4_large.len() <= EXACT_GROWTH_UNTIL {
-                self.v4 = e.v4_large.to_packed();
-                e.v4_large = Split::default();
-                e.v4_index = None;
-            }
-            return r;
+    /// Whether this swarm stores peer ids (see [`NO_IDS`]).
+    #[inline]
+    fn keeps_ids(&self) -> bool {
+        self.v4_seeders & NO_IDS == 0
+    }
+
+    /// Follows the tracker's `keep_peer_ids` while the swarm is empty (never under stored peers).
+    fn set_keep_ids(&mut self, keep: bool) {
+        if self.len() == 0 {
+            self.v4_seeders = if keep { 0 } else { NO_IDS };
         }
-        let mut peers = std::mem::take(&mut self.v4).into_vec();
+    }
+
+    /// Runs `op` on the IPv4 list, wherever it lives (packed in the inline exact-size box while
+    /// small, in the extension when large: split, or the hot half alone without peer ids), and
+    /// puts it back in the right home and layout afterwards (converting only when it crosses
+    /// `EXACT_GROWTH_UNTIL`).
+    fn with_v4<O: ListOp<6>>(&mut self, op: O) -> O::Out {
+        fn split(e: &mut SwarmExt) -> (&mut Split<6>, &mut Option<Index<6>>) {
+            (&mut e.v4_large, &mut e.v4_index)
+        }
+        fn hot(e: &mut SwarmExt) -> (&mut Vec<Hot<6>>, &mut Option<Index<6>>) {
+            (&mut e.v4_large.hot, &mut e.v4_index)
+        }
+        match self.keeps_ids() {
+            true => self.v4_in::<Peer<6>, _, O>(op, split),
+            false => self.v4_in::<Hot<6>, _, O>(op, hot),
+        }
+    }
+
+    /// [`Self::with_v4`] for one record type `R` and its large home `L` (found by `home`).
+    fn v4_in<R: Record<6>, L: Large<6, R>, O: ListOp<6>>(
+        &mut self,
+        op: O,
+        home: fn(&mut SwarmExt) -> (&mut L, &mut Option<Index<6>>),
+    ) -> O::Out {
+        let flag = self.v4_seeders & NO_IDS;
+        let mut seeders = self.v4_seeders & !NO_IDS;
+        if let Some(e) = self.ext.as_deref_mut() {
+            let (large, index) = home(e);
+            if !large.is_empty() {
+                let r = op.run(&mut ListMut {
+                    peers: large,
+                    seeders: &mut seeders,
+                    index,
+                });
+                if large.len() <= EXACT_GROWTH_UNTIL {
+                    self.v4 = large.to_bytes().into_boxed_slice();
+                    large.clear();
+                    *index = None;
+                }
+                self.v4_seeders = seeders | flag;
+                return r;
+            }
+        }
+        let mut peers = Packed::<R>::from_bytes(std::mem::take(&mut self.v4).into_vec());
         // A list this small never has an index (INDEX_THRESHOLD is above EXACT_GROWTH_UNTIL).
         let mut index = None;
         let r = op.run(&mut ListMut {
             peers: &mut peers,
-            seeders: &mut self.v4_seeders,
+            seeders: &mut seeders,
             index: &mut index,
         });
+        self.v4_seeders = seeders | flag;
         if peers.len() > EXACT_GROWTH_UNTIL {
-            let e = self.ext();
-            e.v4_large = Split::from_peers(&peers);
-            e.v4_index = index;
+            let (large, ix) = home(self.ext());
+            *large = L::from_records(peers.recs());
+            *ix = index;
         } else {
-            // No reallocation when the Vec is exactly full, which growth keeps it while small.
-            self.v4 = peers.into_boxed_slice();
+            // No reallocation when the bytes are exactly full, which growth keeps them while
+            // small.
+            self.v4 = peers.into_bytes().into_boxed_slice();
         }
         r
     }
 
     fn v4(&self) -> ListRef<'_, 6> {
         match self.ext.as_deref() {
-            Some(e) if !e.v4_large.is_empty() => ListRef::Split(&e.v4_large),
-            _ => ListRef::Packed(&self.v4),
+            Some(e) if !e.v4_large.is_empty() => match self.keeps_ids() {
+                true => ListRef::Split(&e.v4_large),
+                false => ListRef::Hot(&e.v4_large.hot),
+            },
+            _ => match self.keeps_ids() {
+                true => ListRef::Packed(records(&self.v4)),
+                false => ListRef::Hot(records(&self.v4)),
+            },
         }
     }
 
     /// Runs `op` on the IPv6 list, creating the extension if needed.
     fn with_v6<O: ListOp<18>>(&mut self, op: O) -> O::Out {
+        let ids = self.keeps_ids();
         let e = self.ext();
-        op.run(&mut ListMut {
-            peers: &mut e.v6,
-            seeders: &mut e.v6_seeders,
-            index: &mut e.v6_index,
-        })
+        match ids {
+            true => op.run(&mut ListMut {
+                peers: &mut e.v6,
+                seeders: &mut e.v6_seeders,
+                index: &mut e.v6_index,
+            }),
+            false => op.run(&mut ListMut {
+                peers: &mut e.v6.hot,
+                seeders: &mut e.v6_seeders,
+                index: &mut e.v6_index,
+            }),
+        }
     }
 
     fn v6(&self) -> ListRef<'_, 18> {
         match self.ext.as_deref() {
-            Some(e) => ListRef::Split(&e.v6),
+            Some(e) if self.keeps_ids() => ListRef::Split(&e.v6),
+            Some(e) => ListRef::Hot(&e.v6.hot),
             None => ListRef::Packed(&[]),
         }
     }
@@ -458,7 +408,7 @@ impl Swarm {
     /// expired, else by looking at each peer (without changing anything).
     pub(crate) fn live_counts_by_family(&self, now: u32) -> [(u32, u32); 2] {
         if now < self.next_purge {
-            let s4 = self.v4_seeders;
+            let s4 = self.v4_seeders & !NO_IDS;
             let s6 = self.ext.as_ref().map_or(0, |e| e.v6_seeders);
             return [
                 (s4, self.v4().len() as u32 - s4),
@@ -494,6 +444,9 @@ impl Swarm {
         // Expired peers go first, so counts and the reply never depend on sweep timing.
         self.purge_if_due(now);
         let total = self.len();
+        if total == 0 {
+            self.set_keep_ids(u.keep_ids);
+        }
         let offset = if u.event == Event::Stopped {
             0
         } else {
@@ -597,26 +550,36 @@ impl Swarm {
     /// Every stored live peer, IPv4 first.
     pub(crate) fn peers(&self, now: u32) -> impl Iterator<Item = PeerView> + '_ {
         let epoch = self.epoch;
+        let ids = self.keeps_ids();
         let v4 = self
             .v4()
             .iter()
             .filter(move |p| p.alive(now, epoch))
-            .map(move |p| p.view(epoch, socket_from_v4(&p.addr)));
+            .map(move |p| p.view(epoch, socket_from_v4(&p.addr), ids));
         let v6 = self
             .v6()
             .iter()
             .filter(move |p| p.alive(now, epoch))
-            .map(move |p| p.view(epoch, socket_from_v6(&p.addr)));
+            .map(move |p| p.view(epoch, socket_from_v6(&p.addr), ids));
         v4.chain(v6)
     }
 
     /// Puts a peer back from a snapshot (no counting; limits still apply; the expiry is capped
-    /// at `now + MAX_PEER_TIMEOUT`). Returns whether it was stored.
-    pub(crate) fn restore(&mut self, p: &PeerView, now: u32, max_peers: usize) -> bool {
+    /// at `now + MAX_PEER_TIMEOUT`; a peer without an id gets zeros if ids are kept, and ids
+    /// are dropped if not). Returns whether it was stored.
+    pub(crate) fn restore(
+        &mut self,
+        p: &PeerView,
+        now: u32,
+        max_peers: usize,
+        keep_ids: bool,
+    ) -> bool {
         self.purge_if_due(now);
         if self.len() >= max_peers || p.expiry <= now {
             return false;
         }
+        self.set_keep_ids(keep_ids);
+        let peer_id = p.peer_id.map_or([0; 20], |id| id.0);
         let expiry = p.expiry.min(now.saturating_add(MAX_PEER_TIMEOUT));
         let flags = match p.status {
             PeerStatus::Seeding => SEEDER,
@@ -629,14 +592,14 @@ impl Swarm {
             IpAddr::V4(ip) => self.with_v4(PutOp {
                 peer: Peer {
                     addr: compact_v4(ip, port),
-                    peer_id: p.peer_id.0,
+                    peer_id,
                     meta,
                 },
             }),
             IpAddr::V6(ip) => self.with_v6(PutOp {
                 peer: Peer {
                     addr: compact_v6(ip, port),
-                    peer_id: p.peer_id.0,
+                    peer_id,
                     meta,
                 },
             }),

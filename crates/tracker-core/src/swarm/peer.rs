@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::sink::PeerView;
 use crate::types::{PeerId, PeerStatus};
 
@@ -21,8 +23,9 @@ pub(super) fn meta_expiry(meta: u16, epoch: u32) -> u32 {
     epoch.saturating_add(u32::from(meta & OFFSET_MASK))
 }
 
-/// A stored peer. All fields are byte arrays so the record is packed without `repr(packed)`.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A stored peer. All fields are byte arrays so the record is packed without `repr(packed)`
+/// (and a run of records can be viewed as bytes and back, see `list::Packed`).
+#[derive(Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub(super) struct Peer<const N: usize> {
     pub(super) addr: [u8; N],
@@ -55,10 +58,11 @@ impl<const N: usize> Peer<N> {
     pub(super) fn alive(&self, now: u32, epoch: u32) -> bool {
         self.expiry(epoch) > now
     }
-    pub(super) fn view(&self, epoch: u32, addr: SocketAddr) -> PeerView {
+    /// As operators and snapshots see it; `with_id` false when the swarm keeps no peer ids.
+    pub(super) fn view(&self, epoch: u32, addr: SocketAddr, with_id: bool) -> PeerView {
         PeerView {
             addr,
-            peer_id: PeerId(self.peer_id),
+            peer_id: with_id.then_some(PeerId(self.peer_id)),
             status: if self.is_seeder() {
                 PeerStatus::Seeding
             } else {

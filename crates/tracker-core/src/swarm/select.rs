@@ -101,6 +101,7 @@ pub(super) fn select_in<const N: usize>(
     match list {
         ListRef::Packed(p) => select(p, w, emit),
         ListRef::Split(s) => select(s, w, emit),
+        ListRef::Hot(h) => select(h, w, emit),
     }
 }
 
@@ -112,6 +113,7 @@ impl<const N: usize> ListRef<'_, N> {
         match self {
             Self::Packed(p) => prefetch_window(p, start, want),
             Self::Split(s) => prefetch_window(s, start, want),
+            Self::Hot(h) => prefetch_window(h, start, want),
         }
         start
     }

@@ -1,8 +1,10 @@
 //! Unit tests of the swarm record: layout, index consistency, expiry, selection.
 
+use super::list::PeerListMut;
 use super::select::select;
 use super::*;
 use crate::sink::CompactPeers;
+use crate::types::PeerId;
 
 #[test]
 fn records_are_packed() {
@@ -27,6 +29,7 @@ fn upd(ip: IpAddr, port: u16, left: u64, event: Event) -> Update {
         want: 50,
         both_families: true,
         max_peers: 10_000,
+        keep_ids: true,
     }
 }
 
@@ -107,6 +110,101 @@ fn ipv4_lists_change_layout_at_the_boundary_and_keep_every_peer() {
     }
     assert_eq!(ports(&s), (1..=30).collect::<Vec<_>>());
     assert_eq!(s.live_counts(10), (30, 0));
+}
+
+/// `keep_peer_ids = false`: 8 bytes per small-list IPv4 peer, every peer kept through the
+/// 32/33 move and the index, ids read as absent; the swarm follows the setting only while empty.
+#[test]
+fn a_swarm_without_peer_ids_stores_addresses_and_meta_only() {
+    let mut s = Swarm::default();
+    let mut sink = CompactPeers::default();
+    let no_ids = |ip, port, left, ev| Update {
+        keep_ids: false,
+        ..upd(ip, port, left, ev)
+    };
+    let ports = |s: &Swarm| {
+        let mut v: Vec<u16> = s.peers(10).map(|p| p.addr.port()).collect();
+        v.sort_unstable();
+        v
+    };
+    for port in 1..=100u16 {
+        s.announce(
+            &no_ids(v4(10, 0, 0, 1), port, u64::from(port % 2), Event::Started),
+            10,
+            &mut sink,
+        );
+        if port <= EXACT_GROWTH_UNTIL as u16 {
+            assert_eq!(s.v4.len(), usize::from(port) * 8, "after {port} peers");
+        }
+        assert_eq!(ports(&s), (1..=port).collect::<Vec<_>>());
+    }
+    assert!(matches!(s.v4(), ListRef::Hot(_)));
+    assert!(s.ext.as_ref().unwrap().v4_index.is_some());
+    assert!(s.ext.as_ref().unwrap().v4_large.ids.is_empty());
+    assert!(s.peers(10).all(|p| p.peer_id.is_none()));
+    assert_eq!(s.live_counts(10), (50, 50));
+    // A re-announce from an id-keeping setting does not switch a swarm that has peers.
+    s.announce(&upd(v4(10, 0, 0, 1), 1, 0, Event::None), 10, &mut sink);
+    assert!(s.peers(10).all(|p| p.peer_id.is_none()));
+    assert_eq!(s.live_counts(10), (51, 49));
+    s.announce(&no_ids(v6(1), 7, 0, Event::Started), 10, &mut sink);
+    assert_eq!(s.v6().len(), 1);
+    assert!(s.ext.as_ref().unwrap().v6.ids.is_empty());
+    for port in (1..=100u16).rev() {
+        s.announce(
+            &no_ids(v4(10, 0, 0, 1), port, 0, Event::Stopped),
+            10,
+            &mut sink,
+        );
+        assert_eq!(ports(&s).len(), usize::from(port)); // the v6 peer stays
+    }
+    s.announce(&no_ids(v6(1), 7, 0, Event::Stopped), 10, &mut sink);
+    assert_eq!(s.len(), 0);
+    // Empty: the next announce sets the mode again.
+    s.announce(&upd(v4(10, 0, 0, 1), 1, 0, Event::Started), 10, &mut sink);
+    assert_eq!(s.v4.len(), 28);
+    assert_eq!(s.peers(10).next().unwrap().peer_id, Some(PeerId([1; 20])));
+}
+
+/// A list past 65,536 peers moves its index from `u16` to `u32` positions and still finds every
+/// peer, through removals too.
+#[test]
+fn the_index_widens_past_u16_positions() {
+    let mut hot: Vec<Hot<6>> = Vec::new();
+    let (mut seeders, mut index) = (0, None);
+    let mut l = ListMut {
+        peers: &mut hot,
+        seeders: &mut seeders,
+        index: &mut index,
+    };
+    let addr = |k: u32| compact_v4(std::net::Ipv4Addr::from(0x0a00_0000 + k), 6881);
+    let n = 65_600u32;
+    for k in 0..n {
+        let mut p = Peer {
+            addr: addr(k),
+            peer_id: [0; 20],
+            meta: [0; 2],
+        };
+        p.set_meta(0, 100);
+        l.push(p);
+        if k == 1000 {
+            assert!(matches!(l.index, Some(index::PosIndex::Narrow(_))));
+        }
+    }
+    assert!(matches!(l.index, Some(index::PosIndex::Wide(_))));
+    for k in (0..n).step_by(7) {
+        assert_eq!(l.find(&addr(k)), Some(k as usize));
+    }
+    // Removing from the front moves the last peers into the holes.
+    for k in 0..100 {
+        let pos = l.find(&addr(k)).unwrap();
+        l.remove(pos);
+    }
+    assert_eq!(l.find(&addr(5)), None);
+    for k in 100..n {
+        let pos = l.find(&addr(k)).expect("every remaining peer is found");
+        assert_eq!(l.peers.addr(pos), &addr(k));
+    }
 }
 
 #[test]
@@ -217,25 +315,55 @@ mod layouts {
         ]
     }
 
+    /// The same list in every layout: packed records (`Vec` and the inline box's bytes), split,
+    /// and without peer ids (inline bytes and the large `Vec<Hot>`).
     struct Both {
         packed: Vec<Peer<6>>,
         split: Split<6>,
-        seeders: [u32; 2],
-        index: (Option<Index<6>>, Option<Index<6>>),
+        bytes: Packed<Peer<6>>,
+        hot_bytes: Packed<Hot<6>>,
+        hot: Vec<Hot<6>>,
+        seeders: [u32; 5],
+        index: [Option<Index<6>>; 5],
     }
 
     impl Both {
-        fn run<O: ListOp<6> + Clone>(&mut self, op: O) -> (O::Out, O::Out) {
+        /// Runs `op` on every layout; returns the packed and the split result, and checks
+        /// the other three agree with the packed one.
+        fn run<O: ListOp<6> + Clone>(&mut self, op: O) -> (O::Out, O::Out)
+        where
+            O::Out: PartialEq + std::fmt::Debug,
+        {
+            let [i0, i1, i2, i3, i4] = &mut self.index;
+            let [s0, s1, s2, s3, s4] = &mut self.seeders;
             let a = op.clone().run(&mut ListMut {
                 peers: &mut self.packed,
-                seeders: &mut self.seeders[0],
-                index: &mut self.index.0,
+                seeders: s0,
+                index: i0,
             });
-            let b = op.run(&mut ListMut {
+            let b = op.clone().run(&mut ListMut {
                 peers: &mut self.split,
-                seeders: &mut self.seeders[1],
-                index: &mut self.index.1,
+                seeders: s1,
+                index: i1,
             });
+            let c = op.clone().run(&mut ListMut {
+                peers: &mut self.bytes,
+                seeders: s2,
+                index: i2,
+            });
+            let d = op.clone().run(&mut ListMut {
+                peers: &mut self.hot_bytes,
+                seeders: s3,
+                index: i3,
+            });
+            let e = op.run(&mut ListMut {
+                peers: &mut self.hot,
+                seeders: s4,
+                index: i4,
+            });
+            assert_eq!(a, c);
+            assert_eq!(a, d);
+            assert_eq!(a, e);
             (a, b)
         }
     }
@@ -272,14 +400,22 @@ mod layouts {
         }
     }
 
+    /// Whether `find` returns every peer's own position.
+    fn finds_every_peer<L: PeerListMut<6>>(l: ListMut<'_, 6, L>) -> bool {
+        (0..PeerList::len(&*l.peers)).all(|i| l.find(l.peers.addr(i)) == Some(i))
+    }
+
     proptest! {
         #[test]
         fn packed_and_split_lists_behave_the_same(ops in proptest::collection::vec(op(), 1..400)) {
             let mut b = Both {
                 packed: Vec::new(),
                 split: Split::default(),
-                seeders: [0, 0],
-                index: (None, None),
+                bytes: Packed::from_bytes(Vec::new()),
+                hot_bytes: Packed::from_bytes(Vec::new()),
+                hot: Vec::new(),
+                seeders: [0; 5],
+                index: Default::default(),
             };
             let mut epoch = 1000u32;
             for op in ops {
@@ -307,30 +443,45 @@ mod layouts {
                     }
                 }
                 prop_assert_eq!(b.packed.len(), PeerList::len(&b.split));
+                prop_assert_eq!(b.packed.len(), PeerList::len(&b.bytes));
+                prop_assert_eq!(b.packed.len(), PeerList::len(&b.hot_bytes));
+                prop_assert_eq!(b.packed.len(), PeerList::len(&b.hot));
                 for i in 0..b.packed.len() {
                     prop_assert_eq!(b.packed[i], b.split.get(i));
+                    prop_assert_eq!(b.packed[i], PeerList::get(&b.bytes, i));
+                    // Without ids: the same address and meta, and a zero id.
+                    let no_id = Peer { peer_id: [0; 20], ..b.packed[i] };
+                    prop_assert_eq!(no_id, PeerList::get(&b.hot_bytes, i));
+                    prop_assert_eq!(no_id, PeerList::get(&b.hot, i));
                 }
-                prop_assert_eq!(b.seeders[0], b.seeders[1]);
+                prop_assert!(b.seeders.iter().all(|&x| x == b.seeders[0]));
+                prop_assert!(b.index.iter().all(|ix| ix.is_some() == b.index[0].is_some()));
                 let seeders = b.packed.iter().filter(|p| p.is_seeder()).count() as u32;
                 prop_assert_eq!(b.seeders[0], seeders);
-                prop_assert_eq!(b.index.0.is_some(), b.index.1.is_some());
-                let l = ListMut { peers: &mut b.split, seeders: &mut b.seeders[1], index: &mut b.index.1 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
-                let l = ListMut { peers: &mut b.packed, seeders: &mut b.seeders[0], index: &mut b.index.0 };
-                for i in 0..PeerList::len(&*l.peers) {
-                    let addr = *l.peers.addr(i);
-                    prop_assert_eq!(l.find(&addr), Some(i));
-                }
+                let [i0, i1, i2, i3, i4] = &mut b.index;
+                let [s0, s1, s2, s3, s4] = &mut b.seeders;
+                let found = finds_every_peer(ListMut { peers: &mut b.split, seeders: s1, index: i1 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.packed, seeders: s0, index: i0 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.bytes, seeders: s2, index: i2 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.hot_bytes, seeders: s3, index: i3 });
+                prop_assert!(found);
+                let found = finds_every_peer(ListMut { peers: &mut b.hot, seeders: s4, index: i4 });
+                prop_assert!(found);
                 for start in [0, 7, 31] {
                     let (mut r1, mut r2) = (Vec::new(), Vec::new());
                     let now = epoch + 500;
                     let w = Walk { start, want: 30, skip: Some(3), leechers_only: start == 7, with_ids: true, now, epoch };
                     select(b.packed.as_slice(), w, |a, id| r1.push((*a, *id)));
                     select(&b.split, w, |a, id| r2.push((*a, *id)));
-                    prop_assert_eq!(r1, r2);
+                    prop_assert_eq!(&r1, &r2);
+                    let (mut r3, mut r4) = (Vec::new(), Vec::new());
+                    select(&b.bytes, w, |a, id| r3.push((*a, *id)));
+                    select(b.hot.as_slice(), w, |a, _| r4.push(*a));
+                    prop_assert_eq!(&r1, &r3);
+                    prop_assert_eq!(r1.iter().map(|x| x.0).collect::<Vec<_>>(), r4);
                 }
             }
         }
@@ -356,7 +507,7 @@ mod ext_layout {
         );
         assert_eq!(line(offset_of!(SwarmExt, v6_seeders)), 0);
         assert_eq!(offset_of!(SwarmExt, v4_index), 64);
-        assert_eq!(size_of::<Option<Index<6>>>(), 64);
+        assert_eq!(size_of::<Option<Index<6>>>(), 40);
         assert_eq!(offset_of!(SwarmExt, v6), 128);
         assert_eq!(size_of::<SwarmExt>(), 320);
     }

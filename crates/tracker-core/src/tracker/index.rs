@@ -55,8 +55,9 @@ pub struct TorrentSummary {
 /// One peer of a torrent, as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerInfo {
-    /// Peer id (hex in JSON).
-    pub peer_id: PeerId,
+    /// Peer id (hex in JSON); `null` when the tracker keeps no peer ids
+    /// (`[swarm] keep_peer_ids = false`).
+    pub peer_id: Option<PeerId>,
     /// IP address.
     pub ip: IpAddr,
     /// Port.

@@ -308,6 +308,7 @@ impl Tracker {
             want,
             both_families: req.both_families,
             max_peers: self.config.swarm.max_peers_per_swarm,
+            keep_ids: self.config.swarm.keep_peer_ids,
         };
         let info_hash = self.resolve(&req.info_hash);
         // Whitelist / blacklist: checked under the same shard lock that serves the announce
@@ -446,21 +447,10 @@ impl Tracker {
         report
     }
 
-    /// Live peers by family and role, and torrents held. Walks every shard (read locks).
+    /// Live peers by family and role, and torrents held. Walks every shard (read locks): the walk
+    /// of [`Tracker::counts_and_top`] with no list kept.
     pub fn peer_counts(&self, now: u32) -> PeerCounts {
-        let mut c = PeerCounts {
-            torrents: self.torrent_count(),
-            ..Default::default()
-        };
-        for r in self.swarms.iter() {
-            let [(s4, l4), (s6, l6)] = r.value().live_counts_by_family(now);
-            c.v4_seeders += u64::from(s4);
-            c.v4_leechers += u64::from(l4);
-            c.v6_seeders += u64::from(s6);
-            c.v6_leechers += u64::from(l6);
-            c.downloads += u64::from(r.value().downloaded);
-        }
-        c
+        self.counts_and_top(0, now).0
     }
 
     // ---- torrent index -------------------------------------------------------------------
@@ -497,7 +487,12 @@ impl Tracker {
             swarm.set_meta(meta);
         }
         for p in peers {
-            stored += usize::from(swarm.restore(p, now, self.config.swarm.max_peers_per_swarm));
+            stored += usize::from(swarm.restore(
+                p,
+                now,
+                self.config.swarm.max_peers_per_swarm,
+                self.config.swarm.keep_peer_ids,
+            ));
         }
         drop(swarm);
         if let Some(v2) = v2 {

@@ -3,7 +3,8 @@
 //! learned elsewhere ([`Tracker::apply_remote`], [`Tracker::set_downloaded`],
 //! [`Tracker::raise_downloaded`]) without building a
 //! reply or counting a request, and listing live peers for re-publishing
-//! ([`Tracker::for_each_live_peer`]). No I/O here: the `tracker-cluster` crate does that.
+//! ([`Tracker::for_each_live_peer`]), and the API-made index entries the cluster shares
+//! ([`Tracker::api_index_entries`]). No I/O here: the `tracker-cluster` crate does that.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -132,12 +133,42 @@ impl Tracker {
     /// one shard read lock at a time. `f` runs under the lock: it must only copy.
     pub fn for_each_live_peer(&self, now: u32, mut f: impl FnMut(&InfoHash, &PeerView)) {
         for shard in 0..self.shard_count() {
+            self.for_each_live_peer_in_shard(shard, now, &mut f);
+        }
+    }
+
+    /// How many swarm shards there are (for walking them one at a time).
+    pub fn shards(&self) -> usize {
+        self.shard_count()
+    }
+
+    /// [`Tracker::for_each_live_peer`] for one shard (`0..shards()`), so that a re-publisher
+    /// holds one shard's peers at a time.
+    pub fn for_each_live_peer_in_shard(
+        &self,
+        shard: usize,
+        now: u32,
+        mut f: impl FnMut(&InfoHash, &PeerView),
+    ) {
+        self.for_each_in_shard(shard, |ih, swarm| {
+            for p in swarm.peers(now) {
+                f(ih, &p);
+            }
+        });
+    }
+
+    /// The index entries made through the API (not those from `[access] index_dir`, which
+    /// each node reads from its own directory), for sharing through the cluster.
+    pub fn api_index_entries(&self) -> Vec<(InfoHash, crate::IndexMeta)> {
+        let mut out = Vec::new();
+        for shard in 0..self.shard_count() {
             self.for_each_in_shard(shard, |ih, swarm| {
-                for p in swarm.peers(now) {
-                    f(ih, &p);
+                if let Some(m) = swarm.meta().filter(|m| !m.from_dir) {
+                    out.push((*ih, m.clone()));
                 }
             });
         }
+        out
     }
 }
 

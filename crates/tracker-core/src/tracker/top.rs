@@ -1,12 +1,13 @@
 //! The torrents with the most live peers, for the daemon's status page: one walk of the map
 //! (one shard read lock at a time) keeping the best `n` in a bounded heap, so that the walk's
-//! memory is `n` entries whatever the number of torrents. Callers run it rarely (the daemon
-//! once per status sample), never per request.
+//! memory is `n` entries whatever the number of torrents. The same walk gives the peer counts
+//! ([`Tracker::counts_and_top`]; [`Tracker::peer_counts`] is that walk with no list). Callers run
+//! it rarely (the daemon once per status sample, once per `/metrics` scrape), never per request.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::Tracker;
+use super::{PeerCounts, Tracker};
 use crate::types::InfoHash;
 
 /// One torrent of [`Tracker::top_by_peers`].
@@ -39,18 +40,37 @@ impl Tracker {
     /// The `n` torrents with the most live peers, most first (ties: by info hash), with their
     /// index names. Walks every shard; holds at most `n` entries.
     pub fn top_by_peers(&self, n: usize, now: u32) -> Vec<TopTorrent> {
-        if n == 0 {
-            return Vec::new();
-        }
-        // A min-heap of the best n so far: its top is the one to drop first.
-        let mut best: BinaryHeap<Reverse<(Rank, u32, u32, u32)>> = BinaryHeap::with_capacity(n + 1);
+        self.counts_and_top(n, now).1
+    }
+
+    /// [`Tracker::peer_counts`] and [`Tracker::top_by_peers`] from one walk of the map (the
+    /// status page's sampler needs both each tick; two walks would cost twice as much).
+    pub fn counts_and_top(&self, n: usize, now: u32) -> (PeerCounts, Vec<TopTorrent>) {
+        let mut c = PeerCounts {
+            torrents: self.torrent_count(),
+            ..PeerCounts::default()
+        };
+        // A min-heap of the best n so far: its top is the one to drop first (none kept, and
+        // nothing allocated, for peer_counts).
+        let mut best: BinaryHeap<Reverse<(Rank, u32, u32, u32)>> =
+            BinaryHeap::with_capacity(if n == 0 { 0 } else { n + 1 });
         for r in self.swarms.iter() {
-            let (seeders, leechers) = r.value().live_counts(now);
+            let swarm = r.value();
+            let [(s4, l4), (s6, l6)] = swarm.live_counts_by_family(now);
+            c.v4_seeders += u64::from(s4);
+            c.v4_leechers += u64::from(l4);
+            c.v6_seeders += u64::from(s6);
+            c.v6_leechers += u64::from(l6);
+            c.downloads += u64::from(swarm.downloaded);
+            if n == 0 {
+                continue;
+            }
+            let (seeders, leechers) = (s4 + s6, l4 + l6);
             let rank = Rank(u64::from(seeders) + u64::from(leechers), Reverse(*r.key()));
             if best.len() == n && best.peek().is_some_and(|Reverse(w)| w.0 >= rank) {
                 continue;
             }
-            best.push(Reverse((rank, seeders, leechers, r.value().downloaded)));
+            best.push(Reverse((rank, seeders, leechers, swarm.downloaded)));
             if best.len() > n {
                 best.pop();
             }
@@ -77,7 +97,7 @@ impl Tracker {
                 .get(&t.info_hash)
                 .and_then(|s| s.meta().map(|m| m.name.clone()));
         }
-        out
+        (c, out)
     }
 }
 
@@ -153,6 +173,11 @@ mod tests {
         assert_eq!(all.len(), 9);
         assert!(all.windows(2).all(|w| w[0].peers() >= w[1].peers()));
         assert!(t.top_by_peers(0, 1_000).is_empty());
+        // One walk for both: the counts are peer_counts', the list top_by_peers'.
+        let (counts, top5) = t.counts_and_top(5, 1_000);
+        assert_eq!(counts, t.peer_counts(1_000));
+        assert_eq!((counts.torrents, counts.total()), (9, 34));
+        assert_eq!(top5, top);
     }
 
     #[test]

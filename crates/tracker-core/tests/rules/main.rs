@@ -83,7 +83,7 @@ fn identity_is_ip_and_port_not_peer_id() {
     assert_eq!((c.seeders, c.leechers), (1, 1));
     let peers = t.peers(&InfoHash([1; 20]), t.clock().now()).unwrap();
     let p = peers.iter().find(|p| p.port == 1000).unwrap();
-    assert_eq!(p.peer_id, PeerId([0xee; 20]));
+    assert_eq!(p.peer_id, Some(PeerId([0xee; 20])));
     // A different client claiming the first one's peer id does not displace it.
     let mut other = req(1, ip4(2), 2000, 5, Event::Started);
     other.peer_id = PeerId([0xee; 20]);

@@ -236,6 +236,42 @@ mod serving {
     }
 
     #[tokio::test]
+    async fn a_slow_head_after_the_handshake_is_cut_at_the_header_timeout_from_the_accept() {
+        let config = HttpConfig {
+            header_read_timeout_ms: 600,
+            ..HttpConfig::default()
+        };
+        let (tracker, _server, addr) = start(config).await;
+        let t0 = Instant::now();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut s = connector().connect(name, tcp).await.unwrap();
+        // One byte of the head every 50 ms, each in its own TLS record: the head never ends in
+        // time, and no byte restarts the clock.
+        let head = b"GET /scrape HTTP/1.1\r\nhost: localhost\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut cut = false;
+        for b in head {
+            if s.write_all(&[*b]).await.is_err() || s.flush().await.is_err() {
+                cut = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !cut {
+            let mut reply = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply)).await;
+            assert!(
+                reply.is_empty(),
+                "answered a head that took too long: {reply:?}"
+            );
+        }
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(4), "closed after {took:?}");
+        assert_eq!(tracker.stats().read().http.connections_timed_out, 1);
+        assert_eq!(tracker.stats().read().http.requests, 0);
+    }
+
+    #[tokio::test]
     async fn a_connection_still_in_its_handshake_makes_room_for_a_new_client() {
         let config = HttpConfig {
             max_connections: 1,
