@@ -22,19 +22,45 @@ pub(super) const CONVERGE: Duration = Duration::from_secs(1);
 /// What the shared checks need of a Redis deployment (a standalone server here, a Redis
 /// Cluster in `redis_cluster.rs`), so that the same checks run against both.
 pub(super) trait Store {
+    /// The `[cluster] redis_url` that reaches this store.
+    fn url(&self) -> String;
+    /// One command on the server holding `args[1]` (the key); the first line of its reply.
+    fn key_call(&self, args: &[&str]) -> Option<String>;
+    /// SIGKILLs every server (no persistence: [`Store::restart_empty`] brings them back empty).
+    fn kill_all(&mut self);
+    /// Starts every server again, empty, and waits until the store serves.
+    fn restart_empty(&mut self);
+
     /// A daemon config with `extra` and a `[cluster]` section pointing at this store.
-    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String;
+    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
+        format!(
+            "{}{extra}\n[cluster]\nredis_url = \"{}\"\nnode_name = \"{node}\"\n",
+            config(dir, "[admin]\nbind = [\"127.0.0.1:0\"]"),
+            self.url()
+        )
+    }
+
     /// `ZCARD key` as the server answers it (`":3"`), wherever the key lives.
-    fn zcard(&self, key: &str) -> Option<String>;
+    fn zcard(&self, key: &str) -> Option<String> {
+        self.key_call(&["ZCARD", key])
+    }
 }
 
 impl Store for Redis {
-    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
-        self.node_config(dir, node, extra)
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn zcard(&self, key: &str) -> Option<String> {
-        self.call(&["ZCARD", key])
+    fn key_call(&self, args: &[&str]) -> Option<String> {
+        self.call(args)
+    }
+
+    fn kill_all(&mut self) {
+        self.kill();
+    }
+
+    fn restart_empty(&mut self) {
+        self.restart();
     }
 }
 
@@ -124,14 +150,6 @@ impl Redis {
     /// One command; the first line of the reply (`None` when it cannot connect).
     pub(super) fn call(&self, args: &[&str]) -> Option<String> {
         call(self.port, args)
-    }
-
-    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
-        format!(
-            "{}{extra}\n[cluster]\nredis_url = \"redis://127.0.0.1:{}/0\"\nnode_name = \"{node}\"\n",
-            config(dir, "[admin]\nbind = [\"127.0.0.1:0\"]"),
-            self.port
-        )
     }
 }
 

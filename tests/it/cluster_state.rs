@@ -2,22 +2,23 @@
 //! through the admin API at one node holds at every node (and across restarts), Redis restarted
 //! empty gets every live peer and count back from the nodes, and a node restarted (cleanly or
 //! after SIGKILL) neither loses nor double-counts anything. Real `redis-server`, real daemons on
-//! 127.0.0.1 port 0 (skipped without `redis-server`, as in `cluster.rs`).
+//! 127.0.0.1 port 0 (skipped without `redis-server`, as in `cluster.rs`). The operator-state and
+//! Redis-back-empty checks take a [`Store`], so `redis_cluster.rs` runs them on a Redis Cluster.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::api::{api, cfg};
-use super::cluster::{CONVERGE, Redis, SHORT_TIMEOUT, announce, local, scrape};
+use super::cluster::{CONVERGE, Redis, SHORT_TIMEOUT, Store, announce, local, scrape};
 use super::harness::{Daemon, bdecode, dict_get, hex, http_get, metrics, pct, sample};
 
 /// A node with an admin token and `access` as its `[access]` section.
-fn node(redis: &Redis, dir: &Path, name: &str, access: &str, extra: &str) -> Daemon {
+fn node(store: &dyn Store, dir: &Path, name: &str, access: &str, extra: &str) -> Daemon {
     let text = format!(
-        "{extra}\n{}[cluster]\nredis_url = \"redis://127.0.0.1:{}/0\"\nnode_name = \"{name}\"\n",
+        "{extra}\n{}[cluster]\nredis_url = \"{}\"\nnode_name = \"{name}\"\n",
         cfg(dir, access),
-        redis.port
+        store.url()
     );
     Daemon::start(dir, &text)
 }
@@ -62,10 +63,16 @@ const ACCESS: &str = "mode = \"blacklist\"\nprivate = true";
 
 #[test]
 fn operator_edits_at_one_node_hold_at_every_node_within_a_second_and_across_restarts() {
-    let Some(redis) = Redis::start() else { return };
+    if let Some(redis) = Redis::start() {
+        operator_edits_hold_everywhere(&redis);
+    }
+}
+
+/// API edits at one node in force at the other within 1 s, and after a restart.
+pub(super) fn operator_edits_hold_everywhere(redis: &dyn Store) {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = node(&redis, da.path(), "a", ACCESS, "");
-    let mut b = node(&redis, db.path(), "b", ACCESS, "");
+    let a = node(redis, da.path(), "a", ACCESS, "");
+    let mut b = node(redis, db.path(), "b", ACCESS, "");
     let (ih, other) = ([0x71; 20], [0x72; 20]);
 
     // A passkey made at A works at B.
@@ -163,7 +170,7 @@ fn operator_edits_at_one_node_hold_at_every_node_within_a_second_and_across_rest
     std::thread::sleep(Duration::from_millis(300));
     // Restarted, B holds the cluster's state from its first answer: Redis wins over its
     // snapshot, and nothing revoked comes back.
-    let b = node(&redis, db.path(), "b", ACCESS, "");
+    let b = node(redis, db.path(), "b", ACCESS, "");
     assert!(
         keyed_announce(&b, &key2, &ih, 4004).is_ok(),
         "undenied, new key"
@@ -184,17 +191,21 @@ fn operator_edits_at_one_node_hold_at_every_node_within_a_second_and_across_rest
 
 #[test]
 fn redis_restarted_empty_gets_the_live_peers_counts_and_state_back_from_the_nodes() {
-    let Some(mut redis) = Redis::start() else {
-        return;
-    };
+    if let Some(mut redis) = Redis::start() {
+        redis_back_empty(&mut redis);
+    }
+}
+
+/// The store restarted empty: the nodes write back every live peer, count and operator entry.
+pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     let (da, db, dc) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
     let open = "mode = \"blacklist\"";
-    let a = node(&redis, da.path(), "a", open, "");
-    let b = node(&redis, db.path(), "b", open, "");
+    let a = node(redis, da.path(), "a", open, "");
+    let b = node(redis, db.path(), "b", open, "");
     let (ih, denied) = ([0x81; 20], [0x82; 20]);
     announce(&a, &ih, 5001, 100, "started", 50);
     announce(&a, &ih, 5002, 0, "completed", 50);
@@ -217,7 +228,7 @@ fn redis_restarted_empty_gets_the_live_peers_counts_and_state_back_from_the_node
         scrape(&a, &ih) == (1, 2, 2)
     });
 
-    redis.kill();
+    redis.kill_all();
     // An edit while Redis is away holds here at once and reaches Redis when it returns.
     let late = [0x83; 20];
     let (s, _) = api(
@@ -229,10 +240,10 @@ fn redis_restarted_empty_gets_the_live_peers_counts_and_state_back_from_the_node
     );
     assert_eq!(s, 201);
     std::thread::sleep(Duration::from_millis(300));
-    redis.restart();
+    redis.restart_empty();
     let peers_key = format!("{{mt:{}}}:l4", hex(&ih));
     within(Duration::from_secs(5), "the nodes re-published", || {
-        redis.call(&["ZCARD", &peers_key]).as_deref() == Some(":2")
+        redis.zcard(&peers_key).as_deref() == Some(":2")
     });
     // Each node wrote back the three live peers it holds (a node whose last exchange failed
     // waits a second before the next).
@@ -249,11 +260,11 @@ fn redis_restarted_empty_gets_the_live_peers_counts_and_state_back_from_the_node
     within(
         Duration::from_secs(2),
         "the operator state written back",
-        || redis.call(&["HLEN", "{mt:state}:deny"]).as_deref() == Some(":2"),
+        || redis.key_call(&["HLEN", "{mt:state}:deny"]).as_deref() == Some(":2"),
     );
 
     // A node started now, from Redis alone, sees every live peer, the count, and the deny.
-    let c = node(&redis, dc.path(), "c", open, "");
+    let c = node(redis, dc.path(), "c", open, "");
     assert_eq!(scrape(&c, &ih), (1, 2, 2));
     let (mut peers, ..) = announce(&c, &ih, 5009, 100, "started", 50);
     peers.sort();

@@ -13,12 +13,13 @@ use super::cluster::{
     Redis, SHORT_TIMEOUT, Store, a_later_node_joins, announce, call, contract, eventually, scrape,
     two_nodes_converge,
 };
-use super::harness::{Daemon, config, on_path, tool_present};
+use super::cluster_state::{operator_edits_hold_everywhere, redis_back_empty};
+use super::harness::{Daemon, on_path, tool_present};
 
 /// A private Redis Cluster of masters only, every server killed on drop.
 struct RedisCluster {
     servers: Vec<(u16, Child)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for RedisCluster {
@@ -61,29 +62,10 @@ impl RedisCluster {
         let mut servers = Vec::new();
         for _ in 0..masters * (1 + replicas) {
             let port = free_port_pair();
-            let conf = dir.path().join(format!("nodes-{port}.conf"));
-            let child = Redis::spawn_with(
-                port,
-                dir.path(),
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    conf.to_str().unwrap(),
-                    "--cluster-node-timeout",
-                    "2000",
-                ],
-            );
-            servers.push((port, child));
+            servers.push((port, spawn_node(port, dir.path())));
         }
-        let c = RedisCluster { servers, _dir: dir };
-        for port in c.ports() {
-            let end = Instant::now() + Duration::from_secs(10);
-            while call(port, &["PING"]).as_deref() != Some("+PONG") {
-                assert!(Instant::now() < end, "redis-server {port} did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let c = RedisCluster { servers, dir };
+        c.wait_up();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
@@ -95,6 +77,17 @@ impl RedisCluster {
         assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
         c.wait_ok(&c.ports());
         Some(c)
+    }
+
+    /// Waits until every server answers `PING`.
+    fn wait_up(&self) {
+        for port in self.ports() {
+            let end = Instant::now() + Duration::from_secs(10);
+            while call(port, &["PING"]).as_deref() != Some("+PONG") {
+                assert!(Instant::now() < end, "redis-server {port} did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// Waits until every server in `ports` says `cluster_state:ok`.
@@ -170,26 +163,57 @@ impl RedisCluster {
 }
 
 impl Store for RedisCluster {
-    fn node_config(&self, dir: &std::path::Path, node: &str, extra: &str) -> String {
+    fn url(&self) -> String {
         let seeds: Vec<String> = self
             .ports()
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect();
-        format!(
-            "{}{extra}\n[cluster]\nredis_url = \"{}\"\nnode_name = \"{node}\"\n",
-            config(dir, "[admin]\nbind = [\"127.0.0.1:0\"]"),
-            seeds.join(",")
-        )
+        seeds.join(",")
     }
 
     /// Asks every master; the one holding the key answers (the others say `-MOVED`).
-    fn zcard(&self, key: &str) -> Option<String> {
+    fn key_call(&self, args: &[&str]) -> Option<String> {
         self.ports()
             .into_iter()
-            .filter_map(|p| call(p, &["ZCARD", key]))
+            .filter_map(|p| call(p, args))
             .find(|r| !r.starts_with("-MOVED"))
     }
+
+    fn kill_all(&mut self) {
+        for (_, child) in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Each server on its port again with its `nodes.conf` (the cluster's shape and slots
+    /// survive), its data gone.
+    fn restart_empty(&mut self) {
+        let dir = self.dir.path().to_owned();
+        for (port, child) in &mut self.servers {
+            *child = spawn_node(*port, &dir);
+        }
+        self.wait_up();
+        self.wait_ok(&self.ports());
+    }
+}
+
+/// One cluster-enabled redis-server on `port`, its cluster config in `dir`.
+fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
+    let conf = dir.join(format!("nodes-{port}.conf"));
+    Redis::spawn_with(
+        port,
+        dir,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            conf.to_str().unwrap(),
+            "--cluster-node-timeout",
+            "2000",
+        ],
+    )
 }
 
 #[test]
@@ -271,6 +295,21 @@ fn within(secs: u64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
         std::thread::sleep(Duration::from_millis(20));
     }
     t0.elapsed()
+}
+
+#[test]
+fn redis_cluster_operator_state_is_shared_and_restored_after_the_cluster_comes_back_empty() {
+    let Some(mut rc) = RedisCluster::start(3) else {
+        return;
+    };
+    // The watcher's keys share one hash tag: their pipelines stay in one slot.
+    operator_edits_hold_everywhere(&rc);
+    // Empty again, so that the next check counts only its own peers.
+    rc.kill_all();
+    rc.restart_empty();
+    // Every master restarted empty (same slots): the epoch marker is gone, the nodes re-publish
+    // their swarms (per slot) and state.
+    redis_back_empty(&mut rc);
 }
 
 #[test]

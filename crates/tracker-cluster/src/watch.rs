@@ -89,10 +89,7 @@ impl Watch {
     }
 
     /// Claims the epoch (at start, while joining: no re-publish needed).
-    pub(crate) async fn claim_epoch(
-        &mut self,
-        con: &mut Con,
-    ) -> Result<(), ClusterError> {
+    pub(crate) async fn claim_epoch(&mut self, con: &mut Con) -> Result<(), ClusterError> {
         self.epoch = Some(claim(&self.shared, con).await?);
         Ok(())
     }
@@ -215,10 +212,7 @@ impl Watch {
 }
 
 /// `SET NX` of a new random epoch, then the epoch as stored.
-async fn claim(
-    shared: &Shared,
-    con: &mut Con,
-) -> Result<String, ClusterError> {
+async fn claim(shared: &Shared, con: &mut Con) -> Result<String, ClusterError> {
     let mut pipe = redis::pipe();
     let k = epoch_key(shared);
     pipe.cmd("SET")

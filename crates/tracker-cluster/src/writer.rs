@@ -224,9 +224,7 @@ async fn send(
     let cluster = pipes.is_cluster();
     let mut pipes = pipes.into_parts();
     if !cluster {
-        let (pipe, counted) = pipes
-            .pop()
-            .unwrap_or_else(|| (redis::pipe(), Vec::new()));
+        let (pipe, counted) = pipes.pop().unwrap_or_else(|| (redis::pipe(), Vec::new()));
         let mut pipe = pipe;
         shared.xadd(&mut pipe, body);
         let counts: Vec<u32> = pipe.query_async(&mut con.clone()).await?;
