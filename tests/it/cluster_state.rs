@@ -204,9 +204,13 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
         tempfile::tempdir().unwrap(),
     );
     let open = "mode = \"blacklist\"";
-    let a = node(redis, da.path(), "a", open, "");
-    let b = node(redis, db.path(), "b", open, "");
-    let (ih, denied) = ([0x81; 20], [0x82; 20]);
+    // One swarm shard: the re-publish sends both swarms in one round (two slots on a Cluster).
+    let one_shard = "[swarm]\nshards = 1";
+    let a = node(redis, da.path(), "a", open, one_shard);
+    let b = node(redis, db.path(), "b", open, one_shard);
+    // A second swarm (another slot on a Redis Cluster: the re-publish crosses slots).
+    let (ih, denied, second) = ([0x81; 20], [0x82; 20], [0x84; 20]);
+    announce(&a, &second, 5005, 100, "started", 50);
     announce(&a, &ih, 5001, 100, "started", 50);
     announce(&a, &ih, 5002, 0, "completed", 50);
     announce(&b, &ih, 5003, 100, "started", 50);
@@ -220,7 +224,7 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     );
     assert_eq!(s, 201);
     within(CONVERGE, "both nodes agree", || {
-        scrape(&a, &ih) == (2, 2, 2) && scrape(&b, &ih) == (2, 2, 2)
+        scrape(&a, &ih) == (2, 2, 2) && scrape(&b, &ih) == (2, 2, 2) && scrape(&b, &second).1 == 1
     });
     // One of the counted peers leaves: the count stays 2 with one counted peer alive.
     announce(&b, &ih, 5004, 0, "stopped", 50);
@@ -242,10 +246,12 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     std::thread::sleep(Duration::from_millis(300));
     redis.restart_empty();
     let peers_key = format!("{{mt:{}}}:l4", hex(&ih));
+    let second_key = format!("{{mt:{}}}:l4", hex(&second));
     within(Duration::from_secs(5), "the nodes re-published", || {
         redis.zcard(&peers_key).as_deref() == Some(":2")
+            && redis.zcard(&second_key).as_deref() == Some(":1")
     });
-    // Each node wrote back the three live peers it holds (a node whose last exchange failed
+    // Each node wrote back the four live peers it holds (a node whose last exchange failed
     // waits a second before the next).
     let republished = |d: &Daemon| {
         sample(
@@ -255,7 +261,7 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
         )
     };
     within(Duration::from_secs(5), "both nodes re-published", || {
-        republished(&a) == 3.0 && republished(&b) == 3.0
+        republished(&a) == 4.0 && republished(&b) == 4.0
     });
     within(
         Duration::from_secs(2),
@@ -266,6 +272,7 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     // A node started now, from Redis alone, sees every live peer, the count, and the deny.
     let c = node(redis, dc.path(), "c", open, "");
     assert_eq!(scrape(&c, &ih), (1, 2, 2));
+    assert_eq!(scrape(&c, &second), (0, 1, 0));
     let (mut peers, ..) = announce(&c, &ih, 5009, 100, "started", 50);
     peers.sort();
     assert_eq!(peers, vec![local(5001), local(5002), local(5003)]);
