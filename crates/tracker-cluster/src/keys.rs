@@ -7,6 +7,7 @@
 //! | `{mt:<hex>}:done` | set | compact addresses whose completed download was counted; its size is the torrent's completed count |
 //! | `mt:log` | stream | the replication log: one entry per flush, fields `n` (sender instance) and `b` (a [`crate::batch`]) |
 //! | `mt:udp_key` | string | the shared UDP connection-id key, 32 hex characters |
+//! | `{mt:state}:<kind>`, `:version`, `:epoch` | hash, string, string | the operator state, its version and the epoch marker (named in `watch.rs`; one hash tag, one slot) |
 //!
 //! Each swarm key carries an absolute expiry (`PEXPIREAT`) at its latest peer's expiry, so an
 //! abandoned swarm disappears by Redis's own expiry, with no scan.
