@@ -204,13 +204,15 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
         tempfile::tempdir().unwrap(),
     );
     let open = "mode = \"blacklist\"";
-    // One swarm shard: the re-publish sends both swarms in one round (two slots on a Cluster).
-    let one_shard = "[swarm]\nshards = 1";
-    let a = node(redis, da.path(), "a", open, one_shard);
-    let b = node(redis, db.path(), "b", open, one_shard);
-    // A second swarm (another slot on a Redis Cluster: the re-publish crosses slots).
-    let (ih, denied, second) = ([0x81; 20], [0x82; 20], [0x84; 20]);
+    // Two swarm shards (the fewest) and three swarms: one shard holds two, so the re-publish
+    // sends two swarms in one round (two slots on a Cluster).
+    let two_shards = "[swarm]\nshards = 2";
+    let a = node(redis, da.path(), "a", open, two_shards);
+    let b = node(redis, db.path(), "b", open, two_shards);
+    // Two more swarms (other slots on a Redis Cluster).
+    let (ih, denied, second, third) = ([0x81; 20], [0x82; 20], [0x84; 20], [0x85; 20]);
     announce(&a, &second, 5005, 100, "started", 50);
+    announce(&a, &third, 5006, 100, "started", 50);
     announce(&a, &ih, 5001, 100, "started", 50);
     announce(&a, &ih, 5002, 0, "completed", 50);
     announce(&b, &ih, 5003, 100, "started", 50);
@@ -224,7 +226,10 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     );
     assert_eq!(s, 201);
     within(CONVERGE, "both nodes agree", || {
-        scrape(&a, &ih) == (2, 2, 2) && scrape(&b, &ih) == (2, 2, 2) && scrape(&b, &second).1 == 1
+        scrape(&a, &ih) == (2, 2, 2)
+            && scrape(&b, &ih) == (2, 2, 2)
+            && scrape(&b, &second).1 == 1
+            && scrape(&b, &third).1 == 1
     });
     // One of the counted peers leaves: the count stays 2 with one counted peer alive.
     announce(&b, &ih, 5004, 0, "stopped", 50);
@@ -247,11 +252,13 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     redis.restart_empty();
     let peers_key = format!("{{mt:{}}}:l4", hex(&ih));
     let second_key = format!("{{mt:{}}}:l4", hex(&second));
+    let third_key = format!("{{mt:{}}}:l4", hex(&third));
     within(Duration::from_secs(5), "the nodes re-published", || {
         redis.zcard(&peers_key).as_deref() == Some(":2")
             && redis.zcard(&second_key).as_deref() == Some(":1")
+            && redis.zcard(&third_key).as_deref() == Some(":1")
     });
-    // Each node wrote back the four live peers it holds (a node whose last exchange failed
+    // Each node wrote back the five live peers it holds (a node whose last exchange failed
     // waits a second before the next).
     let republished = |d: &Daemon| {
         sample(
@@ -261,7 +268,7 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
         )
     };
     within(Duration::from_secs(5), "both nodes re-published", || {
-        republished(&a) == 4.0 && republished(&b) == 4.0
+        republished(&a) == 5.0 && republished(&b) == 5.0
     });
     within(
         Duration::from_secs(2),
@@ -273,6 +280,7 @@ pub(super) fn redis_back_empty(redis: &mut dyn Store) {
     let c = node(redis, dc.path(), "c", open, "");
     assert_eq!(scrape(&c, &ih), (1, 2, 2));
     assert_eq!(scrape(&c, &second), (0, 1, 0));
+    assert_eq!(scrape(&c, &third), (0, 1, 0));
     let (mut peers, ..) = announce(&c, &ih, 5009, 100, "started", 50);
     peers.sort();
     assert_eq!(peers, vec![local(5001), local(5002), local(5003)]);
