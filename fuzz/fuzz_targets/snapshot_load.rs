@@ -131,14 +131,17 @@ fn observe(t: &Tracker, hashes: &BTreeSet<InfoHash>) -> Vec<String> {
         out.push(format!("{h} resolves to {}", t.resolve(h)));
         out.push(format!("{h} {:?}", t.scrape_one(h, now)));
         let peers = t.peers(h, now).map(|mut p| {
-            p.sort_by(|a, b| (a.ip, a.port, a.peer_id.0).cmp(&(b.ip, b.port, b.peer_id.0)));
+            p.sort_by(|a, b| {
+                (a.ip, a.port, a.peer_id.map(|p| p.0)).cmp(&(b.ip, b.port, b.peer_id.map(|p| p.0)))
+            });
             p
         });
         out.push(format!("{h} peers {peers:?}"));
         out.push(format!("{h} indexed {}", t.is_indexed(h)));
         let detail = t.index_get(h, now).map(|mut d| {
-            d.peers
-                .sort_by(|a, b| (a.ip, a.port, a.peer_id.0).cmp(&(b.ip, b.port, b.peer_id.0)));
+            d.peers.sort_by(|a, b| {
+                (a.ip, a.port, a.peer_id.map(|p| p.0)).cmp(&(b.ip, b.port, b.peer_id.map(|p| p.0)))
+            });
             d
         });
         out.push(format!("{h} detail {detail:?}"));
@@ -177,22 +180,25 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(w.peers as u64, a.peer_counts(now).total(), "peers written");
 
         let b = tracker();
-        let r = snapshot::load(&b, &written)
-            .unwrap_or_else(|e| panic!("our own snapshot does not load: {e}\n{}", String::from_utf8_lossy(&bytes)));
+        let r = snapshot::load(&b, &written).unwrap_or_else(|e| {
+            panic!(
+                "our own snapshot does not load: {e}\n{}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
         assert_eq!(
             (r.torrents, r.peers, r.dropped),
             (w.torrents, w.peers, 0),
             "second load vs write report"
         );
-        assert_eq!(r.connection_id_key, Some(key), "the connection-id key round trip");
+        assert_eq!(
+            r.connection_id_key,
+            Some(key),
+            "the connection-id key round trip"
+        );
         let (oa, ob) = (observe(&a, &hashes), observe(&b, &hashes));
         if oa != ob {
-            let diff: Vec<_> = oa
-                .iter()
-                .zip(&ob)
-                .filter(|(x, y)| x != y)
-                .take(4)
-                .collect();
+            let diff: Vec<_> = oa.iter().zip(&ob).filter(|(x, y)| x != y).take(4).collect();
             panic!(
                 "state differs after write + load:\n{diff:#?}\nwritten file:\n{}",
                 String::from_utf8_lossy(&bytes)
