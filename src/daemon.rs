@@ -4,8 +4,9 @@
 //! Order at start: snapshot restored -> HTTPS certificate loaded -> HTTP, HTTPS, admin and UDP
 //! sockets bound -> jobs started -> one "started" log line with the bound addresses ->
 //! `READY=1`. At SIGTERM / SIGINT:
-//! `STOPPING=1` -> listeners stopped -> (cluster mode) last flush to Redis -> final snapshot -> exit 0 (1 if that snapshot failed). A
-//! listener or worker that dies on its own makes the daemon stop the same way and exit non-zero.
+//! `STOPPING=1` -> listeners stopped -> (cluster mode) last flush to Redis -> final snapshot ->
+//! exit 0 (1 if that snapshot failed). A listener or worker that dies on its own makes the daemon
+//! stop the same way and exit non-zero.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
     let mut key = restored_key.unwrap_or_else(rand::random);
     let mut cluster = None;
     if config.cluster.enabled() {
-        let c = tracker_cluster::start(Arc::clone(&tracker), &config.cluster, key)
+        let mut c = tracker_cluster::start(Arc::clone(&tracker), &config.cluster, key)
             .await
             .context("starting cluster mode ([cluster])")?;
         tracing::info!(
@@ -96,7 +97,6 @@ pub async fn run(config: Config, source: Source, log: LogControl) -> anyhow::Res
             "cluster mode: joined"
         );
         key = c.connection_id_key;
-        let mut c = c;
         if let Some(r) = c.share_operator_state(Arc::clone(&state.api_edits)).await {
             tracing::info!(
                 applied = r.applied,

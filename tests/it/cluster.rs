@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    Daemon, bdecode, config, connect_on, dict_get, http_get, int, metrics, pct, sample,
+    Daemon, bdecode, config, connect_on, dict_get, http_get, int, metrics, on_path, pct, sample,
     tool_present,
 };
 
@@ -81,12 +81,7 @@ impl Drop for Redis {
 impl Redis {
     /// Starts one, or `None` (test skipped) when redis-server is not installed.
     pub(super) fn start() -> Option<Redis> {
-        let have = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let have = on_path("redis-server");
         if !tool_present(
             have,
             "redis-server not on PATH (apt-get install redis-server)",
@@ -128,11 +123,7 @@ impl Redis {
     }
 
     fn wait_up(&self) {
-        let end = Instant::now() + Duration::from_secs(10);
-        while self.call(&["PING"]).as_deref() != Some("+PONG") {
-            assert!(Instant::now() < end, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_pong(self.port);
     }
 
     /// Kills it (no persistence: it comes back empty with [`Redis::restart`]).
@@ -155,6 +146,15 @@ impl Redis {
 
 /// One command to the Redis on 127.0.0.1 `port`; the first line of the reply (`None` when it
 /// cannot connect).
+/// Waits (at most 10 s) until the redis-server on `port` answers `PING`.
+pub(super) fn wait_pong(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while call(port, &["PING"]).as_deref() != Some("+PONG") {
+        assert!(Instant::now() < end, "redis-server {port} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub(super) fn call(port: u16, args: &[&str]) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;

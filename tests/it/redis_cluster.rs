@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{
     Redis, SHORT_TIMEOUT, Store, a_later_node_joins, announce, call, contract, eventually, scrape,
-    two_nodes_converge,
+    two_nodes_converge, wait_pong,
 };
 use super::cluster_state::{operator_edits_hold_everywhere, redis_back_empty};
 use super::harness::{Daemon, on_path, tool_present};
@@ -82,11 +82,7 @@ impl RedisCluster {
     /// Waits until every server answers `PING`.
     fn wait_up(&self) {
         for port in self.ports() {
-            let end = Instant::now() + Duration::from_secs(10);
-            while call(port, &["PING"]).as_deref() != Some("+PONG") {
-                assert!(Instant::now() < end, "redis-server {port} did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_pong(port);
         }
     }
 
