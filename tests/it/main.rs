@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod browser;
 mod cluster;
+mod cluster_keys;
 mod cluster_state;
 mod daemon;
 mod harness;

@@ -219,6 +219,7 @@ fn redis_cluster_three_masters_pass_the_same_checks() {
     };
     two_nodes_converge(&rc);
     a_later_node_joins(&rc);
+    super::cluster_keys::swarm_keys_expire_on_their_own(&rc);
 
     // The swarms really spread: announce 24 torrents at one node; their keys land on more than
     // one master, each swarm's keys on one (its hash tag's slot).

@@ -6,7 +6,7 @@
 //!
 //! | tag | item | fields |
 //! |---|---|---|
-//! | 1 / 2 | peer stored (IPv4 / IPv6) | info hash 20, address 6 / 18, expiry u32 BE (unix s), flags u8 (1 seeder, 2 completed counted) |
+//! | 1 / 2 | peer stored (IPv4 / IPv6) | info hash 20, address 6 / 18, expiry u32 BE (unix s), flags u8 (1 seeder, 2 completed counted, 4 counted by this announce) |
 //! | 3 / 4 | peer removed (IPv4 / IPv6) | info hash 20, address 6 / 18 |
 //! | 5 | torrent's completed count | info hash 20, count u32 BE |
 //!
@@ -44,7 +44,11 @@ pub fn push(out: &mut Vec<u8>, item: &Item) {
             out.extend_from_slice(c.addr.as_bytes());
             if c.kind == ChangeKind::Upsert {
                 out.extend_from_slice(&c.expiry.to_be_bytes());
-                out.push(u8::from(c.seeder) | u8::from(c.completed) << 1);
+                // Flag 4 is for Redis (`flush.lua` adds the peer to the torrent's `done` set);
+                // the other nodes ignore it (whether to count is decided in Redis).
+                out.push(
+                    u8::from(c.seeder) | u8::from(c.completed) << 1 | u8::from(c.counted) << 2,
+                );
             }
         }
         Item::Downloaded(ih, n) => {
@@ -130,6 +134,7 @@ pub fn decode(b: &[u8], out: &mut Vec<Item>) -> Result<(), BatchError> {
                 expiry: if upsert { u32_at(20 + alen) } else { 0 },
                 seeder: flags & 1 != 0,
                 completed: flags & 2 != 0,
+                // Counted by the sender; never again by a receiver.
                 counted: false,
             }));
         }

@@ -7,7 +7,8 @@ use crate::ClusterError;
 
 /// Cluster mode: several daemons share their swarms through one Redis (>= 7.0) or Valkey
 /// (>= 7.2). Each node answers from its own memory; what its announces change is written to
-/// Redis in one pipeline per short window and replayed by the other nodes from a Redis stream.
+/// Redis once per short window (one script call; on Redis Cluster one pipeline per swarm) and
+/// replayed by the other nodes from a Redis stream.
 /// Off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
@@ -23,17 +24,18 @@ pub struct ClusterConfig {
     pub key_prefix: String,
     /// This node's name in the replication log and the logs. Empty means the host name.
     pub node_name: String,
-    /// How often announces' changes are sent to Redis, in milliseconds (one pipeline per
-    /// window), 1 to 1000. Also bounds how long another node waits for them.
+    /// How often announces' changes are sent to Redis, in milliseconds (one script call or,
+    /// on Redis Cluster, one pipeline per swarm, per window), 1 to 1000. Also bounds how long
+    /// another node waits for them.
     pub flush_interval_ms: u64,
     /// Change records each swarm shard holds between two flushes (preallocated, 48 bytes
     /// each, `[swarm] shards` of them). A full ring drops records and counts them.
     pub ring_capacity: usize,
-    /// Most changes kept while Redis cannot be reached (about 48 bytes each). Beyond it the
-    /// oldest are dropped and counted; memory stays bounded.
+    /// Most changes kept while Redis cannot be reached or falls behind (about 48 bytes each).
+    /// Beyond it the oldest are dropped and counted; memory stays bounded.
     pub max_pending: usize,
     /// Approximate length the replication stream is trimmed to (`XADD MAXLEN ~`), in batches
-    /// (at most one per node per flush: 2000 is 10 s of history for one busy node at 5 ms). It
+    /// (at most one per node per flush: 2000 is 40 s of history for one busy node at 20 ms). It
     /// costs Redis memory, about 32 bytes per change carried. A node that falls further behind
     /// than this misses the batches trimmed away until those peers announce again.
     pub stream_max_len: usize,
@@ -50,7 +52,7 @@ impl Default for ClusterConfig {
             redis_url: String::new(),
             key_prefix: "mt:".into(),
             node_name: String::new(),
-            flush_interval_ms: 5,
+            flush_interval_ms: 20,
             ring_capacity: 256,
             max_pending: 1_000_000,
             stream_max_len: 2_000,

@@ -193,11 +193,6 @@ impl<E: Default> PerSwarm<E> {
         }
     }
 
-    /// Whether the pipelines are per swarm (Redis Cluster).
-    pub(crate) fn is_cluster(&self) -> bool {
-        self.cluster
-    }
-
     /// The pipeline for `ih`'s keys.
     pub(crate) fn of(&mut self, ih: &InfoHash) -> &mut (Pipeline, E) {
         let at = if self.cluster {

@@ -56,6 +56,11 @@ impl Keys {
         format!("{}:done", self.tag(ih))
     }
 
+    /// The prefix itself (`flush.lua` builds the swarm keys from it, as [`Self::peers`] does).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The replication stream.
     pub fn log(&self) -> String {
         format!("{}log", self.prefix)

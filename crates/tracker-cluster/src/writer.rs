@@ -25,8 +25,14 @@ use crate::batch::{self, Item};
 use crate::conn::{self, Con, PerSwarm};
 use crate::{ClusterError, Shared, unix_ms};
 
+/// `flush.lua`, hashed once (redis-rs sends `EVALSHA`, and the source again after a
+/// `NOSCRIPT`, e.g. when Redis restarted).
+static FLUSH: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+
 /// Most changes in one pipeline.
 const CHUNK: usize = 5_000;
+/// Queue capacity kept between flushes (a larger one, left by a backlog, is released).
+const KEEP_QUEUE: usize = 16_384;
 /// How long to wait before trying again after Redis failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -58,13 +64,25 @@ impl Writer {
                 }
             }
             self.drain();
-            if self.pending.is_empty() || Instant::now() < retry_at {
+            if self.pending.is_empty() {
+                // A backlog (Redis away, or slower than the announces for a while) gives its
+                // memory back once it is sent.
+                if self.pending.capacity() > KEEP_QUEUE {
+                    self.pending.shrink_to(KEEP_QUEUE);
+                }
+                continue;
+            }
+            if Instant::now() < retry_at {
                 continue;
             }
             while !self.pending.is_empty() {
                 match self.flush_chunk().await {
                     Ok(()) => {
                         self.shared.set_up(true);
+                        // What announced meanwhile joins the queue now, not after the backlog
+                        // is gone: a burst waits in the queue (bounded by `max_pending`)
+                        // instead of overflowing the small per-shard rings.
+                        self.drain();
                     }
                     Err(e) => {
                         self.shared
@@ -118,19 +136,61 @@ impl Writer {
         self.con.as_mut().ok_or(ClusterError::Timeout)
     }
 
-    /// Sends up to [`CHUNK`] pending changes in one pipeline (on Redis Cluster: one per swarm,
-    /// all in flight at once, then the log entry); they leave the queue only when Redis has
-    /// taken them (every command is idempotent, so a retry after a partial failure is harmless).
+    /// Sends up to [`CHUNK`] pending changes: on a standalone Redis as one script call
+    /// (`flush.lua`), on Redis Cluster as one pipeline per swarm, all in flight at once, then the
+    /// log entry. They leave the queue only when Redis has taken them (every command is
+    /// idempotent, so a retry after a partial failure is harmless).
     async fn flush_chunk(&mut self) -> Result<(), ClusterError> {
         let n = self.pending.len().min(CHUNK);
         let shared = Arc::clone(&self.shared);
-        let keys = &shared.keys;
-        let now_ms = unix_ms();
         let con = self.connection().await?.clone();
-        let mut pipes: PerSwarm<Vec<InfoHash>> = PerSwarm::new(con.is_cluster());
+        let mut body = batch::start();
+        let mut counted_ihs = Vec::new();
+        for c in self.pending.range(..n) {
+            batch::push(&mut body, &Item::Change(*c));
+            if c.kind == ChangeKind::Upsert && c.counted {
+                counted_ihs.push(c.info_hash);
+            }
+        }
+        let timeout = shared.timeout();
+        let counted = if con.is_cluster() {
+            let pipes = self.pipelines(n);
+            tokio::time::timeout(timeout, send(pipes, &shared, &con, &body))
+                .await
+                .map_err(|_| ClusterError::Timeout)??
+        } else {
+            let script = FLUSH.get_or_init(|| redis::Script::new(include_str!("flush.lua")));
+            let counts: Vec<u32> = tokio::time::timeout(
+                timeout,
+                script
+                    .key(shared.keys.log())
+                    .arg(shared.keys.prefix())
+                    .arg(shared.config.stream_max_len)
+                    .arg(unix_ms())
+                    .arg(&shared.instance)
+                    .arg(&shared.node_name)
+                    .arg(&body)
+                    .invoke_async(&mut con.clone()),
+            )
+            .await
+            .map_err(|_| ClusterError::Timeout)??;
+            counted_ihs.into_iter().zip(counts).collect()
+        };
+        self.pending.drain(..n);
+        let st = &shared.status;
+        st.changes_written.fetch_add(n as u64, Ordering::Relaxed);
+        st.batches_written.fetch_add(1, Ordering::Relaxed);
+        self.publish_counts(&con, counted).await
+    }
+
+    /// Redis Cluster: the first `n` pending changes as one pipeline per swarm (each swarm's
+    /// keys share a hash tag, so a pipeline stays in one slot), the commands of `flush.lua`.
+    fn pipelines(&self, n: usize) -> PerSwarm<Vec<InfoHash>> {
+        let keys = &self.shared.keys;
+        let now_ms = unix_ms();
+        let mut pipes: PerSwarm<Vec<InfoHash>> = PerSwarm::new(true);
         // Each swarm key written, with the latest expiry (ms) it must live until.
         let mut expire: HashMap<String, (u64, bool, InfoHash)> = HashMap::new();
-        let mut body = batch::start();
         for c in self.pending.range(..n) {
             let addr = c.addr.as_bytes();
             let v6 = c.addr.is_v6();
@@ -142,14 +202,14 @@ impl Writer {
                     pipe.zadd(&key, addr, ms).ignore();
                     pipe.zrem(keys.peers(&c.info_hash, v6, !c.seeder), addr)
                         .ignore();
-                    let done = keys.done(&c.info_hash);
+                    let e = expire.entry(key).or_insert((0, true, c.info_hash));
+                    e.0 = e.0.max(ms);
                     if c.counted {
+                        let done = keys.done(&c.info_hash);
                         pipe.sadd(&done, addr).ignore();
                         pipe.scard(&done);
                         counted.push(c.info_hash);
-                    }
-                    for (k, zset) in [(key, true), (done, false)] {
-                        let e = expire.entry(k).or_insert((0, zset, c.info_hash));
+                        let e = expire.entry(done).or_insert((0, false, c.info_hash));
                         e.0 = e.0.max(ms);
                     }
                 }
@@ -160,7 +220,6 @@ impl Writer {
                     }
                 }
             }
-            batch::push(&mut body, &Item::Change(*c));
         }
         for (key, (ms, zset, ih)) in &expire {
             let (pipe, _) = pipes.of(ih);
@@ -174,14 +233,17 @@ impl Writer {
             pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("NX").ignore();
             pipe.cmd("PEXPIREAT").arg(key).arg(*ms).arg("GT").ignore();
         }
+        pipes
+    }
+
+    /// Completed counts after a flush that counted some.
+    async fn publish_counts(
+        &self,
+        con: &Con,
+        counted: Vec<(InfoHash, u32)>,
+    ) -> Result<(), ClusterError> {
+        let shared = &self.shared;
         let timeout = shared.timeout();
-        let counted = tokio::time::timeout(timeout, send(pipes, &shared, &con, &body))
-            .await
-            .map_err(|_| ClusterError::Timeout)??;
-        self.pending.drain(..n);
-        let st = &shared.status;
-        st.changes_written.fetch_add(n as u64, Ordering::Relaxed);
-        st.batches_written.fetch_add(1, Ordering::Relaxed);
         if counted.is_empty() {
             return Ok(());
         }
@@ -200,19 +262,17 @@ impl Writer {
         }
         let mut pipe = redis::pipe();
         shared.xadd(&mut pipe, &body);
-        let mut con = con;
-        tokio::time::timeout(timeout, pipe.query_async::<()>(&mut con))
+        tokio::time::timeout(timeout, pipe.query_async::<()>(&mut con.clone()))
             .await
             .map_err(|_| ClusterError::Timeout)??;
         Ok(())
     }
 }
 
-/// Sends the pipelines of one flush (see [`PerSwarm`]: each comes with the torrents of its
-/// `SCARD`s, in order) and then the replication-log entry holding `body` (on a
-/// standalone Redis in the same pipeline, so in this order; on a Cluster after every swarm
-/// pipeline answered, so a joining node that read the log's position never misses a swarm
-/// write the log announced). Returns the `SCARD` counts with their torrents.
+/// Redis Cluster: sends the pipelines of one flush (see [`PerSwarm`]: each comes with the
+/// torrents of its `SCARD`s, in order) and then the replication-log entry holding `body`, after
+/// every swarm pipeline answered, so a joining node that read the log's position never misses
+/// a swarm write the log announced. Returns the `SCARD` counts (the torrents are known).
 async fn send(
     pipes: PerSwarm<Vec<InfoHash>>,
     shared: &Shared,
@@ -221,16 +281,7 @@ async fn send(
 ) -> Result<Vec<(InfoHash, u32)>, ClusterError> {
     let mut log = redis::pipe();
     shared.xadd(&mut log, body);
-    let cluster = pipes.is_cluster();
-    let mut pipes = pipes.into_parts();
-    if !cluster {
-        let (pipe, counted) = pipes.pop().unwrap_or_else(|| (redis::pipe(), Vec::new()));
-        let mut pipe = pipe;
-        shared.xadd(&mut pipe, body);
-        let counts: Vec<u32> = pipe.query_async(&mut con.clone()).await?;
-        return Ok(counted.into_iter().zip(counts).collect());
-    }
-    let (pipes, counted): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
+    let (pipes, counted): (Vec<_>, Vec<_>) = pipes.into_parts().into_iter().unzip();
     let counts: Vec<Vec<u32>> = conn::pipelines(con, pipes).await?;
     log.query_async::<()>(&mut con.clone()).await?;
     Ok(counted

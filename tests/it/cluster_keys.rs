@@ -1,0 +1,99 @@
+//! Cluster mode, what lands in Redis: a swarm's keys carry their own expiry (so an abandoned
+//! swarm goes by Redis's key expiry, with no scan), member scores are the peers' expiries,
+//! expired members are trimmed when the set grows, a key's expiry is raised and never lowered,
+//! a completion moves the peer to the seeders and into the `done` set. Checked on one Redis
+//! (the writer's `flush.lua` path) here and on a Redis Cluster (its per-swarm pipelines) in
+//! `redis_cluster.rs`, through the same function.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::cluster::{Redis, Store, announce, eventually};
+use super::harness::{Daemon, hex};
+
+/// `[swarm] peer_timeout` of the node (the shipped default).
+const PEER_TIMEOUT_MS: i64 = 2_700_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An integer reply (`":123"`) as a number.
+fn int(reply: Option<String>) -> i64 {
+    let r = reply.unwrap_or_default();
+    r.strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an integer reply: {r:?}"))
+}
+
+#[test]
+fn swarm_keys_in_redis_expire_on_their_own() {
+    let Some(redis) = Redis::start() else { return };
+    swarm_keys_expire_on_their_own(&redis);
+}
+
+/// The checks of this module against `store`.
+pub(super) fn swarm_keys_expire_on_their_own(store: &dyn Store) {
+    let d = tempfile::tempdir().unwrap();
+    let a = Daemon::start(d.path(), &store.node_config(d.path(), "keys", ""));
+    let ih = [0x5a; 20];
+    let tag = format!("{{mt:{}}}", hex(&ih));
+    let (l4, s4, done) = (
+        format!("{tag}:l4"),
+        format!("{tag}:s4"),
+        format!("{tag}:done"),
+    );
+    let call = |args: &[&str]| int(store.key_call(args));
+    // Within 3 s of `now + peer_timeout` (the announce happened a moment before).
+    let near_expiry = |ms: i64| (ms - (now_ms() + PEER_TIMEOUT_MS)).abs() < 3_000;
+
+    // A leecher: one member, scored with its expiry; the key expires with it.
+    announce(&a, &ih, 2001, 100, "started", 0);
+    eventually("the leecher in Redis", || call(&["ZCARD", &l4]) == 1);
+    let low = (now_ms() + PEER_TIMEOUT_MS - 3_000).to_string();
+    assert_eq!(call(&["ZCOUNT", &l4, &low, "+inf"]), 1, "score = expiry");
+    let ttl = call(&["PEXPIRETIME", &l4]);
+    assert!(near_expiry(ttl), "the key's expiry {ttl} is its peer's");
+
+    // An expired member (as a node that died long ago leaves it) goes when the set grows.
+    let past = (now_ms() - 60_000).to_string();
+    call(&["ZADD", &l4, &past, "expired-member"]);
+    announce(&a, &ih, 2002, 100, "started", 0);
+    let now = now_ms().to_string();
+    eventually("expired members trimmed when the set grows", || {
+        call(&["ZCARD", &l4]) == 2 && call(&["ZCOUNT", &l4, "-inf", &now]) == 0
+    });
+
+    // A key's expiry is raised by a later announce, never lowered by an earlier expiry.
+    let far = (now_ms() + 10 * PEER_TIMEOUT_MS).to_string();
+    call(&["PEXPIREAT", &l4, &far]);
+    announce(&a, &ih, 2001, 100, "", 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        call(&["PEXPIRETIME", &l4]).to_string(),
+        far,
+        "a later expiry set elsewhere was lowered"
+    );
+    call(&["PEXPIRE", &l4, "60000"]);
+    announce(&a, &ih, 2001, 100, "", 0);
+    eventually("a short expiry raised to the peer's", || {
+        near_expiry(call(&["PEXPIRETIME", &l4]))
+    });
+
+    // A completion: the peer moves to the seeders and into `done`, which expires too.
+    announce(&a, &ih, 2001, 0, "completed", 0);
+    eventually("the seeder and its completion in Redis", || {
+        call(&["ZCARD", &s4]) == 1 && call(&["ZCARD", &l4]) == 1 && call(&["SCARD", &done]) == 1
+    });
+    for key in [&s4, &done] {
+        let ttl = call(&["PEXPIRETIME", key]);
+        assert!(near_expiry(ttl), "{key} expires at {ttl}");
+    }
+
+    // `stopped` removes the member; the last one gone takes its key with it.
+    announce(&a, &ih, 2002, 100, "stopped", 0);
+    eventually("the stopped leecher gone", || call(&["EXISTS", &l4]) == 0);
+    assert_eq!(call(&["ZCARD", &s4]), 1);
+}
