@@ -51,7 +51,7 @@ fn openssl(dir: &Path, args: &str) {
 const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
 
 /// A self-signed CA `name` in `dir`: `name.pem` (certificate) and `name.key`.
-fn make_ca(dir: &Path, name: &str) -> PathBuf {
+pub(super) fn make_ca(dir: &Path, name: &str) -> PathBuf {
     openssl(
         dir,
         &format!(
@@ -63,7 +63,7 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// A server certificate for 127.0.0.1 and localhost signed by CA `ca`: (`name.pem`, `name.key`).
-fn make_server(dir: &Path, name: &str, ca: &str) -> (PathBuf, PathBuf) {
+pub(super) fn make_server(dir: &Path, name: &str, ca: &str) -> (PathBuf, PathBuf) {
     std::fs::write(
         dir.join(format!("{name}.ext")),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",

@@ -9,6 +9,7 @@ mod browser;
 mod cluster;
 mod cluster_keys;
 mod cluster_state;
+mod cluster_tls;
 mod daemon;
 mod harness;
 mod hostile;
