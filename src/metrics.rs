@@ -475,6 +475,11 @@ fn cluster(o: &mut String, c: &tracker_cluster::ClusterStatus, ring_dropped: u64
             get(&c.peers_republished),
         ),
         (
+            "cluster_reloads_total",
+            "Times this node reloaded the swarms from Redis after it fell further behind the replication log than stream_max_len.",
+            get(&c.reloads),
+        ),
+        (
             "cluster_state_applied_total",
             "Operator-state entries (access lists, passkeys, index) changed here to match the cluster.",
             get(&c.state_applied),

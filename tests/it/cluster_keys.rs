@@ -3,12 +3,16 @@
 //! expired members are trimmed when the set grows, a key's expiry is raised and never lowered,
 //! a completion moves the peer to the seeders and into the `done` set. Checked on one Redis
 //! (the writer's `flush.lua` path) here and on a Redis Cluster (its per-swarm pipelines) in
-//! `redis_cluster.rs`, through the same function.
+//! `redis_cluster.rs`, through the same function. Also: a node that falls behind the
+//! replication log further than it is kept reloads the swarms instead of missing changes.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::cluster::{Redis, Store, announce, eventually};
-use super::harness::{Daemon, hex};
+use std::net::TcpListener;
+use std::process::Command;
+
+use super::cluster::{Redis, Store, announce, call, eventually, scrape, wait_pong};
+use super::harness::{Daemon, config, hex, metrics, sample};
 
 /// `[swarm] peer_timeout` of the node (the shipped default).
 const PEER_TIMEOUT_MS: i64 = 2_700_000;
@@ -96,4 +100,69 @@ pub(super) fn swarm_keys_expire_on_their_own(store: &dyn Store) {
     announce(&a, &ih, 2002, 100, "stopped", 0);
     eventually("the stopped leecher gone", || call(&["EXISTS", &l4]) == 0);
     assert_eq!(call(&["ZCARD", &s4]), 1);
+}
+
+#[test]
+fn a_node_further_behind_than_the_log_keeps_reloads_the_swarms() {
+    // Only to see whether redis-server is there (and skip the same way as the others).
+    let Some(probe) = Redis::start() else { return };
+    drop(probe);
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Small stream nodes, so that `MAXLEN ~ 2` really trims to a few entries.
+    let mut child = Redis::spawn_with(port, dir.path(), &["--stream-node-max-entries", "2"]);
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut child);
+    wait_pong(port);
+    let node = |name: &str| {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{}\n[cluster]\nredis_url = \"redis://127.0.0.1:{port}\"\nnode_name = \"{name}\"\n\
+             stream_max_len = 2\nflush_interval_ms = 1\n",
+            config(d.path(), "[admin]\nbind = [\"127.0.0.1:0\"]")
+        );
+        (Daemon::start(d.path(), &text), d)
+    };
+    let (a, _da) = node("a");
+    let (b, _db) = node("b");
+    let ih = [0x6b; 20];
+    announce(&a, &ih, 4001, 100, "started", 0);
+    eventually("the first peer at B", || scrape(&b, &ih) == (0, 1, 0));
+
+    // B stops reading (paused); A writes ten batches, far more than the log keeps.
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &b.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    for p in 4002..4012u16 {
+        announce(&a, &ih, p, 100, "started", 0);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let len = int(call(port, &["XLEN", "mt:log"]));
+    assert!(len <= 6, "the log was not trimmed ({len} entries)");
+    signal("-CONT");
+    eventually("every peer at B after it reloaded", || {
+        scrape(&b, &ih) == (0, 11, 0)
+    });
+    let reloads = sample(&metrics(b.admin), "mini_torrust_cluster_reloads_total", &[]);
+    assert!(reloads >= 1.0, "reloads {reloads}");
+    assert_eq!(
+        sample(&metrics(a.admin), "mini_torrust_cluster_reloads_total", &[]),
+        0.0
+    );
 }

@@ -37,7 +37,7 @@ pub struct ClusterConfig {
     /// Approximate length the replication stream is trimmed to (`XADD MAXLEN ~`), in batches
     /// (at most one per node per flush: 2000 is 40 s of history for one busy node at 20 ms). It
     /// costs Redis memory, about 32 bytes per change carried. A node that falls further behind
-    /// than this misses the batches trimmed away until those peers announce again.
+    /// than this reloads the swarms from Redis (`cluster_reloads_total`).
     pub stream_max_len: usize,
     /// How long one Redis command may take before it counts as failed, in milliseconds.
     pub timeout_ms: u64,

@@ -4,7 +4,8 @@
 --
 -- KEYS[1] the replication stream
 -- ARGV[1] key prefix, ARGV[2] stream MAXLEN (approximate), ARGV[3] now in unix ms,
--- ARGV[4] sender instance id, ARGV[5] node name, ARGV[6] the batch (batch.rs, version 1)
+-- ARGV[4] sender instance id, ARGV[5] node name, ARGV[6] the batch (batch.rs, version 1),
+-- ARGV[7] the batch's number (readers notice a number skipped: see reader.rs)
 --
 -- For every item of the batch:
 --   stored:  ZADD <role set> <expiry ms> <addr>; when that added a member, ZREMRANGEBYSCORE
@@ -84,5 +85,6 @@ for key, secs in pairs(expire) do
     call('PEXPIREAT', key, ms, 'NX')
   end
 end
-call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'n', ARGV[4], 'node', ARGV[5], 'b', body)
+call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'n', ARGV[4], 'node', ARGV[5], 'b', body,
+  's', ARGV[7])
 return counts

@@ -78,6 +78,9 @@ pub struct ClusterStatus {
     pub peers_republished: AtomicU64,
     /// Operator-state entries (lists, passkeys, index) changed in memory to match the cluster.
     pub state_applied: AtomicU64,
+    /// Times this node reloaded the swarms from Redis because batches it had not read yet were
+    /// trimmed from the replication log (it fell more than `stream_max_len` batches behind).
+    pub reloads: AtomicU64,
 }
 
 /// What the writer, the reader and the join share.
@@ -114,9 +117,11 @@ impl Shared {
         self.target.connect(t, t + extra.unwrap_or_default()).await
     }
 
-    /// Adds one replication-log entry holding `body` to `pipe`.
-    fn xadd(&self, pipe: &mut redis::Pipeline, body: &[u8]) {
-        pipe.cmd("XADD")
+    /// Adds one replication-log entry holding `body` to `pipe`, numbered `seq` when it is one
+    /// of the writer's flushes (see `Writer::seq`; the completed-count entries are not).
+    fn xadd(&self, pipe: &mut redis::Pipeline, body: &[u8], seq: Option<u64>) {
+        let cmd = pipe
+            .cmd("XADD")
             .arg(self.keys.log())
             .arg("MAXLEN")
             .arg("~")
@@ -127,8 +132,11 @@ impl Shared {
             .arg("node")
             .arg(&self.node_name)
             .arg("b")
-            .arg(body)
-            .ignore();
+            .arg(body);
+        if let Some(seq) = seq {
+            cmd.arg("s").arg(seq);
+        }
+        cmd.ignore();
     }
 
     /// Records whether Redis answers; returns whether that changed.
@@ -264,6 +272,7 @@ pub async fn start(
             con: con.clone(),
             pending: Default::default(),
             drained: Vec::new(),
+            seq: 0,
             stop: stop_rx,
         }
         .run(),
@@ -273,6 +282,7 @@ pub async fn start(
             shared: Arc::clone(&shared),
             con: None,
             last_id,
+            senders: Default::default(),
         }
         .run(),
     );

@@ -2,7 +2,15 @@
 //! blocking read would hold up every other command on a shared, multiplexed one) and applies
 //! every other node's batches to this node's memory. Its own entries (same instance id) are
 //! skipped: they are already in memory.
+//!
+//! A node that falls more than `stream_max_len` batches behind (paused, or cut off from Redis
+//! for longer than the log's history) would miss the batches trimmed away meanwhile. Every
+//! writer numbers its batches (field `s`); a reader that sees a sender's number jump knows it
+//! missed some, and reloads the swarms from Redis as a joining node does (the log position
+//! taken first, so nothing written during the reload is missed). A peer stopped in the lost
+//! batches stays until its expiry: a reload only adds and refreshes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,12 +28,17 @@ const BLOCK_MS: u64 = 500;
 const COUNT: usize = 256;
 /// How long to wait before trying again after Redis failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Most senders whose last batch number is remembered (every restart of a node is a new
+/// sender); beyond it the map starts again, which can only miss a gap, never invent one.
+const MAX_SENDERS: usize = 1024;
 
 pub(crate) struct Reader {
     pub(crate) shared: Arc<Shared>,
     pub(crate) con: Option<Con>,
     /// The last entry applied (or skipped); `$` while it is not known yet (Redis away at start).
     pub(crate) last_id: String,
+    /// The last batch number seen from each other sender (instance id).
+    pub(crate) senders: HashMap<String, u64>,
 }
 
 impl Reader {
@@ -82,11 +95,22 @@ impl Reader {
             return Ok(());
         };
         let tracker: &Tracker = &self.shared.tracker;
+        let mut missed = false;
         for key in reply.keys {
             for entry in key.ids {
                 self.last_id = entry.id.clone();
                 if entry.get::<String>("n").as_deref() == Some(self.shared.instance.as_str()) {
                     continue;
+                }
+                if let (Some(sender), Some(seq)) = (entry.get::<String>("n"), entry.get::<u64>("s"))
+                {
+                    if self.senders.len() >= MAX_SENDERS && !self.senders.contains_key(&sender) {
+                        self.senders.clear();
+                    }
+                    let last = self.senders.insert(sender, seq);
+                    if last.is_some_and(|last| seq > last + 1) {
+                        missed = true;
+                    }
                 }
                 let Some(body) = entry.get::<Vec<u8>>("b") else {
                     continue;
@@ -115,6 +139,32 @@ impl Reader {
                     .fetch_add(items.len() as u64, Ordering::Relaxed);
             }
         }
+        if missed {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Batches were trimmed before this node read them: loads the swarms again from Redis,
+    /// then follows the log from where it stood before the load.
+    async fn reload(&mut self) -> Result<(), ClusterError> {
+        let Some(con) = self.con.as_mut() else {
+            return Err(ClusterError::Timeout);
+        };
+        let shared = &self.shared;
+        tracing::warn!(
+            stream_max_len = shared.config.stream_max_len,
+            "cluster: this node fell behind the replication log; reloading the swarms from Redis"
+        );
+        let position = crate::last_log_id(shared, con).await?;
+        let report = crate::load::load(shared, con).await?;
+        self.last_id = position;
+        shared.status.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            peers = report.peers,
+            torrents = report.torrents,
+            "cluster: swarms reloaded"
+        );
         Ok(())
     }
 }

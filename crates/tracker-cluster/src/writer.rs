@@ -41,6 +41,10 @@ pub(crate) struct Writer {
     pub(crate) con: Option<Con>,
     pub(crate) pending: VecDeque<Change>,
     pub(crate) drained: Vec<Change>,
+    /// The number of this node's last batch in the log (field `s`): one more per batch that
+    /// Redis took, the same again when a failed one is retried, so a reader that sees a
+    /// number skipped knows it missed a batch (trimmed away while it was behind).
+    pub(crate) seq: u64,
     /// A request for a last flush (clean stop), with where to say it is done.
     pub(crate) stop: tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>,
 }
@@ -155,7 +159,7 @@ impl Writer {
         let timeout = shared.timeout();
         let counted = if con.is_cluster() {
             let pipes = self.pipelines(n);
-            tokio::time::timeout(timeout, send(pipes, &shared, &con, &body))
+            tokio::time::timeout(timeout, send(pipes, &shared, &con, &body, self.seq + 1))
                 .await
                 .map_err(|_| ClusterError::Timeout)??
         } else {
@@ -170,6 +174,7 @@ impl Writer {
                     .arg(&shared.instance)
                     .arg(&shared.node_name)
                     .arg(&body)
+                    .arg(self.seq + 1)
                     .invoke_async(&mut con.clone()),
             )
             .await
@@ -177,6 +182,7 @@ impl Writer {
             counted_ihs.into_iter().zip(counts).collect()
         };
         self.pending.drain(..n);
+        self.seq += 1;
         let st = &shared.status;
         st.changes_written.fetch_add(n as u64, Ordering::Relaxed);
         st.batches_written.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +267,7 @@ impl Writer {
             batch::push(&mut body, &Item::Downloaded(*ih, *n));
         }
         let mut pipe = redis::pipe();
-        shared.xadd(&mut pipe, &body);
+        shared.xadd(&mut pipe, &body, None);
         tokio::time::timeout(timeout, pipe.query_async::<()>(&mut con.clone()))
             .await
             .map_err(|_| ClusterError::Timeout)??;
@@ -278,9 +284,10 @@ async fn send(
     shared: &Shared,
     con: &Con,
     body: &[u8],
+    seq: u64,
 ) -> Result<Vec<(InfoHash, u32)>, ClusterError> {
     let mut log = redis::pipe();
-    shared.xadd(&mut log, body);
+    shared.xadd(&mut log, body, Some(seq));
     let (pipes, counted): (Vec<_>, Vec<_>) = pipes.into_parts().into_iter().unzip();
     let counts: Vec<Vec<u32>> = conn::pipelines(con, pipes).await?;
     log.query_async::<()>(&mut con.clone()).await?;
