@@ -295,6 +295,21 @@ pub(super) fn two_nodes_converge(redis: &dyn Store) {
     let (peers, _, incomplete, _) = announce(&b, &ih, 1002, 100, "started", 50);
     assert_eq!(peers, vec![local(1001)], "B's reply holds A's peer");
     assert_eq!(incomplete, 2);
+    // With `compact=0`, A's peer comes without a `peer id` (ids are not replicated), not with
+    // a made-up one.
+    let target = format!(
+        "/announce?info_hash={}&peer_id={}&port=1002&uploaded=0&downloaded=0&left=100&compact=0",
+        pct(&ih),
+        pct(&[0xea; 20])
+    );
+    let (_, body) = http_get(b.http, &target, &[]);
+    let v = bdecode(&body);
+    let Some(serde_bencode::value::Value::List(list)) = dict_get(&v, "peers") else {
+        panic!("peers: {v:?}");
+    };
+    assert_eq!(list.len(), 1, "{v:?}");
+    assert_eq!(int(dict_get(&list[0], "port")), 1001);
+    assert!(dict_get(&list[0], "peer id").is_none(), "{v:?}");
     eventually("B's leecher counted at A", || scrape(&a, &ih) == (0, 2, 0));
 
     // `stopped` at B removes the peer that announced at A, at A too.

@@ -69,7 +69,8 @@ pub struct PeerView {
     /// The peer's address (its identity in the swarm).
     pub addr: SocketAddr,
     /// The last peer id it announced; `None` when the tracker keeps no peer ids
-    /// (`[swarm] keep_peer_ids = false`).
+    /// (`[swarm] keep_peer_ids = false`) or does not know it (a peer learned from another
+    /// cluster node: ids are not replicated).
     pub peer_id: Option<PeerId>,
     /// Seeding or leeching.
     pub status: PeerStatus,

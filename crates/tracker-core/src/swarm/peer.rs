@@ -58,11 +58,12 @@ impl<const N: usize> Peer<N> {
     pub(super) fn alive(&self, now: u32, epoch: u32) -> bool {
         self.expiry(epoch) > now
     }
-    /// As operators and snapshots see it; `with_id` false when the swarm keeps no peer ids.
+    /// As operators and snapshots see it; `with_id` false when the swarm keeps no peer ids. An
+    /// all-zero id is not known (a peer learned from another cluster node) and shows as none.
     pub(super) fn view(&self, epoch: u32, addr: SocketAddr, with_id: bool) -> PeerView {
         PeerView {
             addr,
-            peer_id: with_id.then_some(PeerId(self.peer_id)),
+            peer_id: (with_id && self.peer_id != [0; 20]).then_some(PeerId(self.peer_id)),
             status: if self.is_seeder() {
                 PeerStatus::Seeding
             } else {
