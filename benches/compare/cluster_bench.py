@@ -341,7 +341,25 @@ def phase_steady(a, outdir):
     print(f"\ncluster_on / memory_only, announces per tracker CPU-s: {100 * ratio:.0f} %")
 
 
+def fill(port, a):
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, bench.UDP_FILL, "-a", "127.0.0.1", "-p", str(port),
+                          "-n", str(a.peers), "-t", str(a.torrents), "-T", "300"],
+                         capture_output=True, text=True, timeout=400)
+    print("fill:", out.stdout.strip(), file=sys.stderr)
+
+
 def phase_join(a, outdir):
+    # The same fill at a memory-only node first, for the node's memory per peer beside it.
+    m = Node(a, outdir, "memory_only", None)
+    try:
+        m.ready()
+        time.sleep(1)
+        m0 = m.rss_kb()
+        fill(m.udp, a)
+        time.sleep(1)
+        mem_only = (m.rss_kb() - m0) * 1024 / a.peers
+    finally:
+        m.stop()
     rp, rport = start_redis(outdir)
     na = nb = None
     try:
@@ -350,10 +368,7 @@ def phase_join(a, outdir):
         na.ready()
         time.sleep(1)
         rss0 = na.rss_kb()
-        fill = subprocess.run(["taskset", "-c", LOAD_CPU, bench.UDP_FILL, "-a", "127.0.0.1", "-p", str(na.udp),
-                               "-n", str(a.peers), "-t", str(a.torrents), "-T", "300"],
-                              capture_output=True, text=True, timeout=400)
-        print("fill:", fill.stdout.strip(), file=sys.stderr)
+        fill(na.udp, a)
         # The writer is done when the changes written stop moving.
         last, still, t0 = -1, 0, time.time()
         while time.time() - t0 < 300:
@@ -390,6 +405,7 @@ def phase_join(a, outdir):
             time.sleep(0.05)
         mb = metrics(nb.admin) or {}
         res = {"peers": a.peers, "torrents": a.torrents, "peers_at_a": peers_a, "dropped_at_a": dropped,
+               "memory_only_rss_growth_bytes_per_peer": mem_only,
                "node_a_rss_growth_bytes_per_peer": (rss1 - rss0) * 1024 / max(1, peers_a),
                "redis_used_memory_bytes_per_peer": (mem1 - mem0) / max(1, peers_a), "redis_keys": keys,
                "redis_stream_bytes_per_peer": stream / max(1, peers_a),

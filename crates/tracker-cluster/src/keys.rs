@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `{mt:<hex>}:s4`, `:l4`, `:s6`, `:l6` | sorted set | seeders / leechers per family; member = compact address (6 or 18 bytes), score = expiry in unix ms |
 //! | `{mt:<hex>}:done` | set | compact addresses whose completed download was counted; its size is the torrent's completed count |
-//! | `mt:log` | stream | the replication log: one entry per flush, fields `n` (sender instance) and `b` (a [`crate::batch`]) |
+//! | `mt:log` | stream | the replication log: one entry per flush, fields `n` (sender instance), `node` (its name), `b` (a [`crate::batch`]) and `s` (the sender's batch number; not on completed-count entries) |
 //! | `mt:udp_key` | string | the shared UDP connection-id key, 32 hex characters |
 //! | `{mt:state}:<kind>`, `:version`, `:epoch` | hash, string, string | the operator state, its version and the epoch marker (named in `watch.rs`; one hash tag, one slot) |
 //!

@@ -1,18 +1,23 @@
 //! The writer: every `flush_interval_ms` it drains the tracker's change records and sends them
-//! to Redis in one pipeline (durable swarm state and one replication-log entry together),
-//! never one round trip per announce. Announces never wait for it.
+//! to Redis together with one replication-log entry, never one round trip per announce.
+//! Announces never wait for it.
 //!
-//! Per drain, for every change: `ZADD` to the peer's role set and `ZREM` from the other role's
-//! (or `ZREM` from both for a removal); per swarm key touched: `ZREMRANGEBYSCORE -inf now` (the
-//! expired members go when their swarm is written, no scan), `PEXPIREAT NX` + `PEXPIREAT GT` at
-//! the latest expiry (a key without a TTL counts as infinite for `GT`, hence the `NX` first);
-//! then one `XADD MAXLEN ~` with the whole batch. A completed download counted here adds the
-//! peer's address to the swarm's `done` set (`SADD`: counted once per peer cluster-wide, by set
-//! semantics, atomically) and reads its size (`SCARD`); when there were such, a second,
-//! small pipeline publishes the resulting counts, which this node also sets in memory.
+//! On a standalone Redis (or Valkey) a flush is one call of the script `flush.lua` with the
+//! batch (the log entry's body, about 32 bytes per change): Redis decodes it and runs the swarm
+//! writes itself, then appends the batch to the log, atomically. Why: sending each write as a
+//! command cost the node more than the announce (see docs/DESIGN.md section 8). On Redis
+//! Cluster, where a script may touch one slot only, the same writes go as one pipeline per
+//! swarm, all in flight, then the log entry: per stored change `ZADD` to the peer's role set
+//! and `ZREM` from the other's (`ZREM` from both for a removal); per swarm key
+//! `ZREMRANGEBYSCORE -inf now` (expired members go when their swarm is written, no scan),
+//! `PEXPIREAT NX` + `PEXPIREAT GT` at the latest expiry (no TTL counts as infinite for `GT`). A
+//! completed download counted here adds the peer's address to the swarm's `done` set (`SADD`:
+//! once per peer cluster-wide, by set semantics) and reads its size (`SCARD`); when there were
+//! such, a second, small entry publishes the counts, which this node also sets in memory.
 //!
-//! While Redis cannot be reached, drained changes wait in a queue of at most `max_pending`
-//! (the oldest dropped and counted beyond it) and are sent when it answers again.
+//! Each flush's entry carries this node's batch number (`s`), so readers notice batches they
+//! missed (reader.rs). While Redis cannot be reached or falls behind, drained changes wait in
+//! a queue of at most `max_pending` (the oldest dropped and counted beyond it).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
