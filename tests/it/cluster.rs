@@ -81,6 +81,11 @@ impl Drop for Redis {
 impl Redis {
     /// Starts one, or `None` (test skipped) when redis-server is not installed.
     pub(super) fn start() -> Option<Redis> {
+        Self::start_with(&[])
+    }
+
+    /// [`Redis::start`] with extra `redis-server` arguments.
+    pub(super) fn start_with(extra: &[&str]) -> Option<Redis> {
         let have = on_path("redis-server");
         if !tool_present(
             have,
@@ -94,7 +99,7 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        let child = Self::spawn(port, dir.path());
+        let child = Self::spawn_with(port, dir.path(), extra);
         let r = Redis {
             child,
             port,

@@ -8,10 +8,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::net::TcpListener;
 use std::process::Command;
 
-use super::cluster::{Redis, Store, announce, call, eventually, scrape, wait_pong};
+use super::cluster::{Redis, Store, announce, call, eventually, scrape};
 use super::harness::{Daemon, config, hex, metrics, sample};
 
 /// `[swarm] peer_timeout` of the node (the shipped default).
@@ -104,26 +103,11 @@ pub(super) fn swarm_keys_expire_on_their_own(store: &dyn Store) {
 
 #[test]
 fn a_node_further_behind_than_the_log_keeps_reloads_the_swarms() {
-    // Only to see whether redis-server is there (and skip the same way as the others).
-    let Some(probe) = Redis::start() else { return };
-    drop(probe);
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // Small stream nodes, so that `MAXLEN ~ 2` really trims to a few entries.
-    let mut child = Redis::spawn_with(port, dir.path(), &["--stream-node-max-entries", "2"]);
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _kill = Kill(&mut child);
-    wait_pong(port);
+    let Some(redis) = Redis::start_with(&["--stream-node-max-entries", "2"]) else {
+        return;
+    };
+    let port = redis.port;
     let node = |name: &str| {
         let d = tempfile::tempdir().unwrap();
         let text = format!(

@@ -7,17 +7,9 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use super::cluster::{Redis, announce, call, eventually, scrape, wait_pong};
+use super::cluster::{Redis, announce, call, eventually, scrape};
 use super::harness::{Daemon, config, hex, http_get, metrics, on_path, sample, tool_present};
 use super::https::{make_ca, make_server};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn rediss_nodes_share_swarms_over_tls_and_refuse_an_unknown_ca() {
@@ -30,39 +22,33 @@ fn rediss_nodes_share_swarms_over_tls_and_refuse_an_unknown_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_ca(dir.path(), "ca");
     let (cert, key) = make_server(dir.path(), "redis", "ca");
-    // A plain port for the test's own checks, a TLS port for the nodes.
-    let (plain, tls) = (free_port(), free_port());
+    // A plain port (`redis.port`) for the test's own checks, a TLS port for the nodes.
+    let tls = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let tls_s = tls.to_string();
     let (cert_s, key_s, ca_s) = (
         cert.display().to_string(),
         key.display().to_string(),
         ca.display().to_string(),
     );
-    let mut child = Redis::spawn_with(
-        plain,
-        dir.path(),
-        &[
-            "--tls-port",
-            &tls_s,
-            "--tls-cert-file",
-            &cert_s,
-            "--tls-key-file",
-            &key_s,
-            "--tls-ca-cert-file",
-            &ca_s,
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _kill = Kill(&mut child);
-    wait_pong(plain);
+    let Some(redis) = Redis::start_with(&[
+        "--tls-port",
+        &tls_s,
+        "--tls-cert-file",
+        &cert_s,
+        "--tls-key-file",
+        &key_s,
+        "--tls-ca-cert-file",
+        &ca_s,
+        "--tls-auth-clients",
+        "no",
+    ]) else {
+        return;
+    };
+    let plain = redis.port;
 
     let node = |name: &str, trust: bool| {
         let d = tempfile::tempdir().unwrap();
