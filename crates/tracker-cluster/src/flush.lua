@@ -8,29 +8,36 @@
 -- ARGV[7] the batch's number (readers notice a number skipped: see reader.rs)
 --
 -- For every item of the batch:
---   stored:  ZADD <role set> <expiry ms> <addr>; when that added a member, ZREMRANGEBYSCORE
---            -inf now on the set (a set grows only by a new member, so trimming then keeps
---            its expired members bounded, with no scan); counted here (flag 4, the peer became
---            a seeder): ZREM from the leechers, SADD <done> <addr>, SCARD <done> (returned)
+--   stored:  ZADD <role set> <expiry ms> <addr>; when that added a member (a new peer, or one
+--            that changed role): ZREM from the other role's set, and ZREMRANGEBYSCORE -inf now
+--            on this one (a set grows only by a new member, so trimming then keeps its expired
+--            members bounded, with no scan); counted here (flag 4): SADD <done> <addr>, SCARD
+--            <done> (returned)
 --   removed: ZREM from both role sets
--- then, once per swarm key written: PEXPIREAT GT at its latest expiry, and PEXPIREAT NX when
--- that did not apply (a new key has no TTL, which GT treats as infinite); then the batch
--- itself as one stream entry. Redis runs a script without interleaving other clients'
--- commands, so another node sees the entry and all of its writes, or none of them.
---
--- A peer that changed role without a count (a seeder announcing as a leecher) leaves its old
--- member behind until it expires: readers keep the member with the later expiry (the join
--- and apply_remote), so no node counts it twice.
+-- then, once per key written: PEXPIREAT GT at its latest expiry, and PEXPIREAT NX when that
+-- did not apply (a new key has no TTL, which GT treats as infinite). The swarm's `done` set
+-- gets the latest expiry of any of its peers stored here (it lives as long as the swarm, not
+-- only until its last completion; NX only when this batch added to it: the set may not
+-- exist). Then the batch itself as one stream entry. Redis runs a script without interleaving
+-- other clients' commands, so another node sees the entry and all of its writes, or none.
 -- Returns the SCARD counts of the counted items, in batch order.
 
 local prefix, now, body = ARGV[1], ARGV[3], ARGV[6]
 local byte, sub, format = string.byte, string.sub, string.format
 local hex = string.rep('%02x', 20)
 local call = redis.call
+-- Unix seconds (below 2^32, exact in a Lua number) as milliseconds in text: Lua would print
+-- 1.8e+12 for the number, which PEXPIREAT refuses.
+local function millis(secs)
+  if secs == 0 then
+    return '0'
+  end
+  return format('%.0f', secs) .. '000'
+end
 if byte(body, 1) ~= 1 then
   return redis.error_reply('mini-torrust: unknown batch version')
 end
-local expire, counts = {}, {}
+local expire, dones, added, counts = {}, {}, {}, {}
 local pos, n = 2, #body
 while pos <= n do
   local tag = byte(body, pos)
@@ -51,28 +58,28 @@ while pos <= n do
     end
     local b1, b2, b3, b4, flags = byte(body, pos, pos + 4)
     pos = pos + 5
-    -- Unix seconds below 2^32: exact in a Lua number; the milliseconds are written as text.
     local secs = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-    local ms = format('%.0f', secs) .. '000'
+    local ms = millis(secs)
     local role, other = 'l', 's'
     if flags % 2 == 1 then
       role, other = 's', 'l'
     end
     local key = swarm .. role .. fam
     if call('ZADD', key, ms, addr) == 1 then
+      call('ZREM', swarm .. other .. fam, addr)
       call('ZREMRANGEBYSCORE', key, '-inf', now)
     end
     if (expire[key] or -1) < secs then
       expire[key] = secs
     end
+    local done = swarm .. 'done'
+    if (dones[done] or -1) < secs then
+      dones[done] = secs
+    end
     if flags >= 4 then
-      call('ZREM', swarm .. other .. fam, addr)
-      local done = swarm .. 'done'
       call('SADD', done, addr)
       counts[#counts + 1] = call('SCARD', done)
-      if (expire[done] or -1) < secs then
-        expire[done] = secs
-      end
+      added[done] = true
     end
   else
     call('ZREM', swarm .. 's' .. fam, addr)
@@ -80,8 +87,14 @@ while pos <= n do
   end
 end
 for key, secs in pairs(expire) do
-  local ms = format('%.0f', secs) .. '000'
+  local ms = millis(secs)
   if call('PEXPIREAT', key, ms, 'GT') == 0 then
+    call('PEXPIREAT', key, ms, 'NX')
+  end
+end
+for key, secs in pairs(dones) do
+  local ms = millis(secs)
+  if call('PEXPIREAT', key, ms, 'GT') == 0 and added[key] then
     call('PEXPIREAT', key, ms, 'NX')
   end
 end

@@ -283,6 +283,8 @@ pub async fn start(
             con: None,
             last_id,
             senders: Default::default(),
+            reload_needed: false,
+            check_first: false,
         }
         .run(),
     );

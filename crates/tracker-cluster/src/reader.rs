@@ -5,10 +5,13 @@
 //!
 //! A node that falls more than `stream_max_len` batches behind (paused, or cut off from Redis
 //! for longer than the log's history) would miss the batches trimmed away meanwhile. Every
-//! writer numbers its batches (field `s`); a reader that sees a sender's number jump knows it
-//! missed some, and reloads the swarms from Redis as a joining node does (the log position
-//! taken first, so nothing written during the reload is missed). A peer stopped in the lost
-//! batches stays until its expiry: a reload only adds and refreshes.
+//! writer numbers its batches (field `s`); a reader that sees a known sender's number jump
+//! knows it missed some. For a sender it has no number for yet (new to it, or after a reload)
+//! and after a failed read, it compares the log's first entry with where it stood: newer
+//! means entries after its position were trimmed. Either way it reloads the
+//! swarms from Redis as a joining node does (the log position taken first, so nothing written
+//! during the reload is missed), until a reload succeeds. A peer stopped in the lost batches
+//! stays until its expiry: a reload only adds and refreshes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +42,11 @@ pub(crate) struct Reader {
     pub(crate) last_id: String,
     /// The last batch number seen from each other sender (instance id).
     pub(crate) senders: HashMap<String, u64>,
+    /// Batches were missed: reload before reading on (kept until a reload succeeded).
+    pub(crate) reload_needed: bool,
+    /// Ask whether entries after the position were trimmed, before the next read (after a
+    /// failed read, which may have lasted longer than the log's history).
+    pub(crate) check_first: bool,
 }
 
 impl Reader {
@@ -54,6 +62,7 @@ impl Reader {
                     // A fresh connection next time: one that was cut during a blocking read
                     // does not always come back (seen with Redis restarted).
                     self.con = None;
+                    self.check_first = true;
                     if self.shared.set_up(false) {
                         tracing::warn!(error = %e, "cluster: cannot read from Redis; serving from memory");
                     }
@@ -81,6 +90,14 @@ impl Reader {
             // nothing added between two reads is missed.
             self.last_id = crate::last_log_id(&self.shared, con).await?;
         }
+        let before = self.last_id.clone();
+        if self.check_first && !self.reload_needed {
+            self.reload_needed = trimmed_after(&self.shared, con, &before).await?;
+            self.check_first = false;
+        }
+        if self.reload_needed {
+            return self.reload().await;
+        }
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(COUNT)
@@ -95,7 +112,7 @@ impl Reader {
             return Ok(());
         };
         let tracker: &Tracker = &self.shared.tracker;
-        let mut missed = false;
+        let mut new_sender = false;
         for key in reply.keys {
             for entry in key.ids {
                 self.last_id = entry.id.clone();
@@ -107,9 +124,11 @@ impl Reader {
                     if self.senders.len() >= MAX_SENDERS && !self.senders.contains_key(&sender) {
                         self.senders.clear();
                     }
-                    let last = self.senders.insert(sender, seq);
-                    if last.is_some_and(|last| seq > last + 1) {
-                        missed = true;
+                    match self.senders.insert(sender, seq) {
+                        Some(last) if seq > last + 1 => self.reload_needed = true,
+                        // Batches of this sender before this one may have been trimmed.
+                        None if seq > 1 => new_sender = true,
+                        _ => {}
                     }
                 }
                 let Some(body) = entry.get::<Vec<u8>>("b") else {
@@ -139,7 +158,10 @@ impl Reader {
                     .fetch_add(items.len() as u64, Ordering::Relaxed);
             }
         }
-        if missed {
+        if new_sender && !self.reload_needed {
+            self.reload_needed = trimmed_after(&self.shared, con, &before).await?;
+        }
+        if self.reload_needed {
             self.reload().await?;
         }
         Ok(())
@@ -159,6 +181,9 @@ impl Reader {
         let position = crate::last_log_id(shared, con).await?;
         let report = crate::load::load(shared, con).await?;
         self.last_id = position;
+        // Batch numbers from before the reload say nothing about what follows it.
+        self.senders.clear();
+        self.reload_needed = false;
         shared.status.reloads.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             peers = report.peers,
@@ -166,5 +191,49 @@ impl Reader {
             "cluster: swarms reloaded"
         );
         Ok(())
+    }
+}
+
+/// Whether an entry after `position` may have been trimmed from the log: its first entry is
+/// newer. (Redis 7.0's `XINFO STREAM` `max-deleted-entry-id` would be exact, but trimming does
+/// not move it: only `XDEL` does, seen here.) It errs only when the log was trimmed exactly up
+/// to `position`, which costs one reload more. Asked only when a batch number cannot tell (see
+/// the module doc), as the reply carries the first entry whole.
+async fn trimmed_after(
+    shared: &Shared,
+    con: &mut Con,
+    position: &str,
+) -> Result<bool, ClusterError> {
+    let first: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(shared.keys.log())
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    Ok(first
+        .ids
+        .first()
+        .is_some_and(|e| stream_id(&e.id) > stream_id(position)))
+}
+
+/// A stream id ("<ms>-<seq>") as a comparable pair; `(0, 0)` for anything else ("0-0", "$").
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_id;
+
+    #[test]
+    fn stream_ids_compare_as_numbers() {
+        assert!(stream_id("1700000000000-10") > stream_id("1700000000000-9"));
+        assert!(stream_id("1700000000001-0") > stream_id("1700000000000-99"));
+        assert_eq!(stream_id("0-0"), (0, 0));
+        assert_eq!(stream_id("$"), (0, 0));
+        assert_eq!(stream_id("17-x"), (17, 0));
     }
 }

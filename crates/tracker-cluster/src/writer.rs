@@ -84,7 +84,7 @@ impl Writer {
             if Instant::now() < retry_at {
                 continue;
             }
-            while !self.pending.is_empty() {
+            loop {
                 match self.flush_chunk().await {
                     Ok(()) => {
                         self.shared.set_up(true);
@@ -92,6 +92,11 @@ impl Writer {
                         // is gone: a burst waits in the queue (bounded by `max_pending`)
                         // instead of overflowing the small per-shard rings.
                         self.drain();
+                        // A backlog goes out chunk after chunk; less than a chunk waits for
+                        // the next tick, so a steady load still flushes once per window.
+                        if self.pending.len() < CHUNK {
+                            break;
+                        }
                     }
                     Err(e) => {
                         self.shared
@@ -169,7 +174,7 @@ impl Writer {
                 .map_err(|_| ClusterError::Timeout)??
         } else {
             let script = FLUSH.get_or_init(|| redis::Script::new(include_str!("flush.lua")));
-            let counts: Vec<u32> = tokio::time::timeout(
+            let counts: Result<Vec<u32>, redis::RedisError> = tokio::time::timeout(
                 timeout,
                 script
                     .key(shared.keys.log())
@@ -183,8 +188,22 @@ impl Writer {
                     .invoke_async(&mut con.clone()),
             )
             .await
-            .map_err(|_| ClusterError::Timeout)??;
-            counted_ihs.into_iter().zip(counts).collect()
+            .map_err(|_| ClusterError::Timeout)?;
+            match counts {
+                Ok(counts) => counted_ihs.into_iter().zip(counts).collect(),
+                // `flush.lua` refused the batch itself: sending it again cannot help, and
+                // would hold up everything queued behind it.
+                Err(e) if e.to_string().contains("mini-torrust:") => {
+                    tracing::error!(error = %e, changes = n, "cluster: Redis refused a batch; dropped");
+                    self.pending.drain(..n);
+                    shared
+                        .status
+                        .pending_dropped
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         self.pending.drain(..n);
         self.seq += 1;
@@ -213,14 +232,16 @@ impl Writer {
                     pipe.zadd(&key, addr, ms).ignore();
                     pipe.zrem(keys.peers(&c.info_hash, v6, !c.seeder), addr)
                         .ignore();
-                    let e = expire.entry(key).or_insert((0, true, c.info_hash));
-                    e.0 = e.0.max(ms);
+                    let done = keys.done(&c.info_hash);
                     if c.counted {
-                        let done = keys.done(&c.info_hash);
                         pipe.sadd(&done, addr).ignore();
                         pipe.scard(&done);
                         counted.push(c.info_hash);
-                        let e = expire.entry(done).or_insert((0, false, c.info_hash));
+                    }
+                    // The `done` set lives as long as the swarm's peers, not only until the
+                    // last completion.
+                    for (k, zset) in [(key, true), (done, false)] {
+                        let e = expire.entry(k).or_insert((0, zset, c.info_hash));
                         e.0 = e.0.max(ms);
                     }
                 }
