@@ -69,6 +69,8 @@ pub(super) struct Redis {
     child: Child,
     pub(super) port: u16,
     _dir: tempfile::TempDir,
+    /// The extra `redis-server` arguments it was started with (again at a restart).
+    extra: Vec<String>,
 }
 
 impl Drop for Redis {
@@ -104,13 +106,10 @@ impl Redis {
             child,
             port,
             _dir: dir,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         r.wait_up();
         Some(r)
-    }
-
-    fn spawn(port: u16, dir: &std::path::Path) -> Child {
-        Self::spawn_with(port, dir, &[])
     }
 
     /// redis-server on `port` in `dir`, no persistence, with `extra` arguments.
@@ -139,7 +138,8 @@ impl Redis {
 
     /// Starts it again on the same port.
     pub(super) fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self._dir.path());
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.child = Self::spawn_with(self.port, self._dir.path(), &extra);
         self.wait_up();
     }
 
