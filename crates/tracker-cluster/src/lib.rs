@@ -304,18 +304,31 @@ pub(crate) async fn last_log_id(
     shared: &Shared,
     con: &mut conn::Con,
 ) -> Result<String, ClusterError> {
-    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+    Ok(log_edge_id(shared, con, true)
+        .await?
+        .unwrap_or_else(|| "0-0".to_owned()))
+}
+
+/// The id of the replication log's newest (`newest`) or oldest entry; `None` when it is empty.
+/// (The reply carries that entry whole.)
+pub(crate) async fn log_edge_id(
+    shared: &Shared,
+    con: &mut conn::Con,
+    newest: bool,
+) -> Result<Option<String>, ClusterError> {
+    let (cmd, from, to) = match newest {
+        true => ("XREVRANGE", "+", "-"),
+        false => ("XRANGE", "-", "+"),
+    };
+    let edge: redis::streams::StreamRangeReply = redis::cmd(cmd)
         .arg(shared.keys.log())
-        .arg("+")
-        .arg("-")
+        .arg(from)
+        .arg(to)
         .arg("COUNT")
         .arg(1)
         .query_async(con)
         .await?;
-    Ok(last
-        .ids
-        .first()
-        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+    Ok(edge.ids.into_iter().next().map(|e| e.id))
 }
 
 /// The start-up exchange: the log position first (so nothing written during the load is

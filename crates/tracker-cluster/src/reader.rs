@@ -204,18 +204,8 @@ async fn trimmed_after(
     con: &mut Con,
     position: &str,
 ) -> Result<bool, ClusterError> {
-    let first: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(shared.keys.log())
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(con)
-        .await?;
-    Ok(first
-        .ids
-        .first()
-        .is_some_and(|e| stream_id(&e.id) > stream_id(position)))
+    let first = crate::log_edge_id(shared, con, false).await?;
+    Ok(first.is_some_and(|id| stream_id(&id) > stream_id(position)))
 }
 
 /// A stream id ("<ms>-<seq>") as a comparable pair; `(0, 0)` for anything else ("0-0", "$").
