@@ -42,4 +42,4 @@ pub use tracker::{
     PeerInfo, ReloadError, ReloadReport, ScrapeCounts, SortBy, SweepReport, TopTorrent,
     TorrentDetail, TorrentSummary, Tracker,
 };
-pub use types::{Event, Family, InfoHash, PeerId, PeerStatus, Protocol, canonical_ip};
+pub use types::{Event, Family, InfoHash, NO_PEER_ID, PeerId, PeerStatus, Protocol, canonical_ip};

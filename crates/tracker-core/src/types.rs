@@ -77,6 +77,12 @@ id20!(
     PeerId
 );
 
+/// The peer id stored and handed out where the tracker does not know one: a list that keeps
+/// no peer ids, a peer learned from another cluster node (ids are not replicated), a peer
+/// loaded from a snapshot written without ids. Shown as none (API, snapshots) and left out of
+/// `compact=0` replies.
+pub const NO_PEER_ID: [u8; 20] = [0; 20];
+
 /// The `event` of an announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Event {

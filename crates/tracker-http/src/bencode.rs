@@ -10,7 +10,7 @@ use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::BufMut;
-use tracker_core::{InfoHash, ScrapeCounts};
+use tracker_core::{InfoHash, NO_PEER_ID, ScrapeCounts};
 
 /// The peers of an announce reply.
 #[derive(Debug, Clone, Copy)]
@@ -198,11 +198,10 @@ pub fn announce(out: &mut impl BufMut, r: &AnnounceReply<'_>) {
     out.put_u8(b'e');
 }
 
-/// One `compact=0` peer dict. An all-zero id is one the tracker does not know (a peer learned
-/// from another cluster node: ids are not replicated): no `peer id` then, rather than a made-up
-/// one, as with `no_peer_id`.
+/// One `compact=0` peer dict. A [`NO_PEER_ID`] (a peer learned from another cluster node: ids
+/// are not replicated) gets no `peer id`, rather than a made-up one, as with `no_peer_id`.
 fn peer_dict(out: &mut impl BufMut, ip: IpAddr, port: u16, id: Option<&[u8; 20]>) {
-    let id = id.filter(|id| **id != [0; 20]);
+    let id = id.filter(|id| **id != NO_PEER_ID);
     let mut text = StackText::<48>::new();
     match ip {
         // Dotted quad by hand: `fmt` costs more than the rest of the entry.
@@ -369,7 +368,7 @@ mod tests {
                 for (a, id) in &v4 {
                     let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string();
                     let mut d = vec![("ip", Value::Bytes(ip.into_bytes())), ("port", Value::Int(u16::from_be_bytes([a[4], a[5]]).into()))];
-                    if with_ids && *id != [0; 20] { d.push(("peer id", Value::Bytes(id.to_vec()))); }
+                    if with_ids && *id != NO_PEER_ID { d.push(("peer id", Value::Bytes(id.to_vec()))); }
                     list.push(dict(d));
                 }
                 for (a, id) in &v6 {
@@ -377,7 +376,7 @@ mod tests {
                     ip.copy_from_slice(&a[..16]);
                     let ip = Ipv6Addr::from(ip).to_string();
                     let mut d = vec![("ip", Value::Bytes(ip.into_bytes())), ("port", Value::Int(u16::from_be_bytes([a[16], a[17]]).into()))];
-                    if with_ids && *id != [0; 20] { d.push(("peer id", Value::Bytes(id.to_vec()))); }
+                    if with_ids && *id != NO_PEER_ID { d.push(("peer id", Value::Bytes(id.to_vec()))); }
                     list.push(dict(d));
                 }
                 want.push(("peers", Value::List(list)));

@@ -9,6 +9,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::index::{Index, NARROW_MAX, PosIndex, build_index, find_in, insert_in, remove_in};
 use super::peer::{OFFSET_MASK, Peer, SEEDER, meta_expiry};
+use crate::types::NO_PEER_ID;
 
 /// Above this many peers in one family, a hash index keeps updates O(1).
 const INDEX_THRESHOLD: usize = 64;
@@ -53,9 +54,6 @@ pub(super) trait Record<const N: usize>:
     fn peer_id(&self) -> &[u8; 20];
     fn set_peer_id(&mut self, id: [u8; 20]);
 }
-
-/// What a list without peer ids hands out as one.
-const NO_ID: [u8; 20] = [0; 20];
 
 /// The accessors both record types share (both have `addr` and `meta` fields).
 macro_rules! addr_and_meta {
@@ -102,7 +100,7 @@ impl<const N: usize> Record<N> for Hot<N> {
     }
     #[inline]
     fn peer_id(&self) -> &[u8; 20] {
-        &NO_ID
+        &NO_PEER_ID
     }
     #[inline]
     fn set_peer_id(&mut self, _id: [u8; 20]) {}

@@ -61,7 +61,9 @@ use std::net::Ipv4Addr;
 use std::net::Ipv6Addr;
 
 use crate::sink::{PeerSink, PeerView};
-use crate::types::{Event, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6};
+use crate::types::{
+    Event, NO_PEER_ID, PeerStatus, compact_v4, compact_v6, socket_from_v4, socket_from_v6,
+};
 
 mod index;
 mod list;
@@ -579,7 +581,7 @@ impl Swarm {
             return false;
         }
         self.set_keep_ids(keep_ids);
-        let peer_id = p.peer_id.map_or([0; 20], |id| id.0);
+        let peer_id = p.peer_id.map_or(NO_PEER_ID, |id| id.0);
         let expiry = p.expiry.min(now.saturating_add(MAX_PEER_TIMEOUT));
         let flags = match p.status {
             PeerStatus::Seeding => SEEDER,

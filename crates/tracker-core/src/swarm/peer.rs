@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::sink::PeerView;
-use crate::types::{PeerId, PeerStatus};
+use crate::types::{NO_PEER_ID, PeerId, PeerStatus};
 
 pub(super) const SEEDER: u16 = 1 << 15;
 pub(super) const COMPLETED: u16 = 1 << 14;
@@ -58,12 +58,12 @@ impl<const N: usize> Peer<N> {
     pub(super) fn alive(&self, now: u32, epoch: u32) -> bool {
         self.expiry(epoch) > now
     }
-    /// As operators and snapshots see it; `with_id` false when the swarm keeps no peer ids. An
-    /// all-zero id is not known (a peer learned from another cluster node) and shows as none.
+    /// As operators and snapshots see it; `with_id` false when the swarm keeps no peer ids. A
+    /// [`NO_PEER_ID`] (a peer learned from another cluster node) shows as none.
     pub(super) fn view(&self, epoch: u32, addr: SocketAddr, with_id: bool) -> PeerView {
         PeerView {
             addr,
-            peer_id: (with_id && self.peer_id != [0; 20]).then_some(PeerId(self.peer_id)),
+            peer_id: (with_id && self.peer_id != NO_PEER_ID).then_some(PeerId(self.peer_id)),
             status: if self.is_seeder() {
                 PeerStatus::Seeding
             } else {

@@ -6,6 +6,7 @@ use super::list::{ListMut, PeerListMut};
 use super::peer::{COMPLETED, OFFSET_MASK, Peer, SEEDER, meta_expiry};
 use super::{ListOp, MAX_PEER_TIMEOUT, Swarm};
 use crate::changes::CompactAddr;
+use crate::types::NO_PEER_ID;
 
 /// Insert or update; an update that would move the expiry backwards is older than what the
 /// list holds and is ignored, so replicated records may arrive in any order.
@@ -50,7 +51,7 @@ impl<const N: usize> ListOp<N> for UpsertOp<N> {
             None => {
                 l.push(Peer {
                     addr: self.addr,
-                    peer_id: [0; 20],
+                    peer_id: NO_PEER_ID,
                     meta: new_meta.to_le_bytes(),
                 });
                 true

@@ -3,6 +3,7 @@
 
 use super::list::{ListRef, PeerList};
 use super::peer::{SEEDER, meta_expiry};
+use crate::types::NO_PEER_ID;
 
 /// Where a reply's walk over a list of `len` peers starts: a random position when the list
 /// holds more than `want`, so every peer has the same chance to be in a reply.
@@ -63,7 +64,6 @@ pub(super) fn select<const N: usize, L: PeerList<N> + ?Sized>(
     w: Walk,
     mut emit: impl FnMut(&[u8; N], &[u8; 20]),
 ) -> usize {
-    const NO_ID: [u8; 20] = [0; 20];
     let len = peers.len();
     if w.want == 0 || len == 0 {
         return 0;
@@ -76,7 +76,11 @@ pub(super) fn select<const N: usize, L: PeerList<N> + ?Sized>(
             && meta_expiry(m, w.epoch) > w.now
             && !(w.leechers_only && m & SEEDER != 0)
         {
-            let id = if w.with_ids { peers.peer_id(i) } else { &NO_ID };
+            let id = if w.with_ids {
+                peers.peer_id(i)
+            } else {
+                &NO_PEER_ID
+            };
             emit(peers.addr(i), id);
             n += 1;
             if n == w.want {
