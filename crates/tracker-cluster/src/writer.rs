@@ -32,7 +32,8 @@ use crate::{ClusterError, Shared, unix_ms};
 
 /// `flush.lua`, hashed once (redis-rs sends `EVALSHA`, and the source again after a
 /// `NOSCRIPT`, e.g. when Redis restarted).
-static FLUSH: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+static FLUSH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("flush.lua")));
 
 /// Most changes in one pipeline.
 const CHUNK: usize = 5_000;
@@ -159,12 +160,8 @@ impl Writer {
         let shared = Arc::clone(&self.shared);
         let con = self.connection().await?.clone();
         let mut body = batch::start();
-        let mut counted_ihs = Vec::new();
         for c in self.pending.range(..n) {
             batch::push(&mut body, &Item::Change(*c));
-            if c.kind == ChangeKind::Upsert && c.counted {
-                counted_ihs.push(c.info_hash);
-            }
         }
         let timeout = shared.timeout();
         let counted = if con.is_cluster() {
@@ -173,10 +170,9 @@ impl Writer {
                 .await
                 .map_err(|_| ClusterError::Timeout)??
         } else {
-            let script = FLUSH.get_or_init(|| redis::Script::new(include_str!("flush.lua")));
             let counts: Result<Vec<u32>, redis::RedisError> = tokio::time::timeout(
                 timeout,
-                script
+                FLUSH
                     .key(shared.keys.log())
                     .arg(shared.keys.prefix())
                     .arg(shared.config.stream_max_len)
@@ -190,7 +186,14 @@ impl Writer {
             .await
             .map_err(|_| ClusterError::Timeout)?;
             match counts {
-                Ok(counts) => counted_ihs.into_iter().zip(counts).collect(),
+                // The script returns the counts of the counted changes in batch order.
+                Ok(counts) => self
+                    .pending
+                    .range(..n)
+                    .filter(|c| c.kind == ChangeKind::Upsert && c.counted)
+                    .map(|c| c.info_hash)
+                    .zip(counts)
+                    .collect(),
                 // `flush.lua` refused the batch itself: sending it again cannot help, and
                 // would hold up everything queued behind it.
                 Err(e) if e.to_string().contains("mini-torrust:") => {
@@ -214,7 +217,10 @@ impl Writer {
     }
 
     /// Redis Cluster: the first `n` pending changes as one pipeline per swarm (each swarm's
-    /// keys share a hash tag, so a pipeline stays in one slot), the commands of `flush.lua`.
+    /// keys share a hash tag, so a pipeline stays in one slot). The writes of `flush.lua` as
+    /// commands, except where the script branches on a reply, which a pipeline cannot: here
+    /// every stored change also sends the other role's `ZREM`, every written set is trimmed,
+    /// and every key gets `PEXPIREAT NX` and `GT`.
     fn pipelines(&self, n: usize) -> PerSwarm<Vec<InfoHash>> {
         let keys = &self.shared.keys;
         let now_ms = unix_ms();
