@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the harness's process control and helpers)
@@ -46,11 +45,6 @@ def free_port(kind=socket.SOCK_STREAM):
     return p
 
 
-def redis_cli(port, *args):
-    return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *map(str, args)],
-                          capture_output=True, text=True, timeout=30).stdout.strip()
-
-
 def start_redis(outdir):
     port = free_port()
     d = tempfile.mkdtemp(prefix="redis-", dir=outdir)
@@ -61,14 +55,6 @@ def start_redis(outdir):
             return p, port
         time.sleep(0.1)
     raise SystemExit("redis-server did not answer within 10 s")
-
-
-def redis_info(port, section, key):
-    for line in redis_cli(port, "info", section).splitlines():
-        k, _, v = line.strip().partition(":")
-        if k == key:
-            return float(v)
-    return float("nan")
 
 
 CLUSTER_SET = []  # extra `[cluster]` lines (--set)
@@ -98,22 +84,12 @@ ban_threshold = 0
     return path
 
 
-def metrics(admin):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        k, _, v = line.rpartition(" ")
-        try:
-            out[k] = float(v)
-        except ValueError:
-            pass
-    return out
+redis_cli = bench.redis_cli
+metrics = bench.scrape_metrics
+
+
+def redis_used_memory(port):
+    return float(bench.redis_info(port, "memory").get("used_memory", "nan"))
 
 
 def peers_of(m):
@@ -363,7 +339,7 @@ def phase_join(a, outdir):
     rp, rport = start_redis(outdir)
     na = nb = None
     try:
-        mem0 = redis_info(rport, "memory", "used_memory")
+        mem0 = redis_used_memory(rport)
         na = Node(a, outdir, "node_a", rport)
         na.ready()
         time.sleep(1)
@@ -383,7 +359,7 @@ def phase_join(a, outdir):
         peers_a = peers_of(m)
         dropped = sum(v for k, v in m.items() if k.startswith("mini_torrust_cluster_changes_dropped"))
         rss1 = na.rss_kb()
-        mem1 = redis_info(rport, "memory", "used_memory")
+        mem1 = redis_used_memory(rport)
         keys = redis_cli(rport, "dbsize")
         stream = float(redis_cli(rport, "memory", "usage", "mt:log", "samples", "0") or "nan")
         # The swarm keys themselves: MEMORY USAGE of 300 random keys, scaled to all of them.
