@@ -58,7 +58,17 @@ pub(super) fn swarm_keys_expire_on_their_own(store: &dyn Store) {
     };
     // An announce at A, and its write in Redis (the writer's counter moved past it).
     let announce_written = |port: u16, left: u64, event: &str| {
-        let before = written();
+        // The counter settled first (an earlier write may land in Redis a moment before the
+        // node counts it), so that the next step is this announce's write.
+        let mut before = written();
+        loop {
+            std::thread::sleep(Duration::from_millis(60));
+            let now = written();
+            if now == before {
+                break;
+            }
+            before = now;
+        }
         announce(&a, &ih, port, left, event, 0);
         eventually("the change written", || written() > before);
     };
