@@ -12,11 +12,13 @@
 //! kept inline and tight; everything rarer sits behind one `Option<Box<SwarmExt>>`:
 //!
 //! ```text
-//! Swarm (40 bytes, stored in the map next to its 20-byte key: 64-byte entries)
-//!   v4: Box<[u8]>              up to 32 packed 28-byte records, exactly sized (8-byte
+//! Swarm (32 bytes, stored in the map next to its 20-byte key: 56-byte entries)
+//!   v4: InlineBytes            up to 32 packed 28-byte records, exactly sized (8-byte
 //!                              `Hot` records when peer ids are not kept, see `NO_IDS`;
-//!                              larger IPv4 lists move to the extension, split, see below)
-//!   v4_seeders, downloaded, next_purge, epoch: u32
+//!                              larger IPv4 lists move to the extension, split, see below);
+//!                              a pointer and a u16 length, 10 bytes (`inline.rs`)
+//!   v4_seeders, downloaded, epoch: u32
+//!   next_purge: u16            an offset from `epoch`, like the peers' expiries
 //!   ext: Option<Box<SwarmExt>> IPv6 peers, large IPv4 lists, hash indexes of large lists,
 //!                              index entry (name, size)
 //!
@@ -66,6 +68,7 @@ use crate::types::{
 };
 
 mod index;
+mod inline;
 mod list;
 mod ops;
 mod peer;
@@ -75,6 +78,7 @@ mod select;
 mod tests;
 
 use index::Index;
+use inline::{INLINE_MAX, InlineBytes, PackedBox};
 use list::{
     EXACT_GROWTH_UNTIL, Hot, Large, ListMut, ListRef, Packed, PeerList, Record, Split, records,
 };
@@ -125,34 +129,45 @@ pub(crate) struct SwarmExt {
 /// Bit 31 of `Swarm::v4_seeders`: this swarm keeps no peer ids (`[swarm] keep_peer_ids =
 /// false`): its lists hold `Hot` records (address and meta, 8 bytes per IPv4 peer). Set from the
 /// tracker's setting whenever the swarm is empty, so it never changes under stored peers. Kept
-/// in a spare bit (a swarm never has 2^31 seeders) so the swarm stays 40 bytes.
+/// in a spare bit (a swarm never has 2^31 seeders) so the swarm stays 32 bytes.
 const NO_IDS: u32 = 1 << 31;
+
+/// `Swarm::next_purge` when the swarm has no peers.
+const NEVER: u16 = u16::MAX;
+
+// The largest inline list (`EXACT_GROWTH_UNTIL` records of the larger kind) fits an
+// `InlineBytes`, so moving a list inline never fails.
+const _: () = assert!(EXACT_GROWTH_UNTIL * std::mem::size_of::<Peer<6>>() <= INLINE_MAX);
 
 /// One torrent.
 #[derive(Debug)]
 pub(crate) struct Swarm {
     /// The IPv4 list while it is small (exactly sized: no capacity word, no slack): packed
     /// `Peer<6>` records (28 bytes), or `Hot<6>` (8 bytes) when the swarm keeps no peer ids.
-    v4: Box<[u8]>,
+    /// A pointer and a `u16` length, 2-byte aligned (`inline.rs`).
+    v4: InlineBytes,
     /// IPv4 seeders in bits 0-30, [`NO_IDS`] in bit 31.
     v4_seeders: u32,
     pub(crate) downloaded: u32,
-    /// A lower bound of every stored peer's expiry (unix seconds); `u32::MAX` when empty.
-    next_purge: u32,
+    /// A lower bound of every stored peer's expiry, as an offset from `epoch` like the peers'
+    /// own ([`NEVER`] when empty); read and written through `next_purge()` and
+    /// `set_next_purge()`, which convert from and to unix seconds.
+    next_purge: u16,
     /// Peers' expiries are stored as offsets from this (unix seconds).
     epoch: u32,
-    pub(crate) ext: Option<Box<SwarmExt>>,
+    /// `Option<Box<SwarmExt>>`, 4-byte aligned (`inline.rs`).
+    pub(crate) ext: PackedBox<SwarmExt>,
 }
 
 impl Default for Swarm {
     fn default() -> Self {
         Self {
-            v4: Box::default(),
+            v4: InlineBytes::new(),
             v4_seeders: 0,
             downloaded: 0,
-            next_purge: u32::MAX,
+            next_purge: NEVER,
             epoch: 0,
-            ext: None,
+            ext: PackedBox::none(),
         }
     }
 }
@@ -254,8 +269,10 @@ impl Swarm {
                     seeders: &mut seeders,
                     index,
                 });
-                if large.len() <= EXACT_GROWTH_UNTIL {
-                    self.v4 = large.to_bytes().into_boxed_slice();
+                if large.len() <= EXACT_GROWTH_UNTIL
+                    && let Ok(bytes) = InlineBytes::from_vec(large.to_bytes())
+                {
+                    self.v4 = bytes;
                     large.clear();
                     *index = None;
                 }
@@ -263,7 +280,7 @@ impl Swarm {
                 return r;
             }
         }
-        let mut peers = Packed::<R>::from_bytes(std::mem::take(&mut self.v4).into_vec());
+        let mut peers = Packed::<R>::from_bytes(self.v4.take());
         // A list this small never has an index (INDEX_THRESHOLD is above EXACT_GROWTH_UNTIL).
         let mut index = None;
         let r = op.run(&mut ListMut {
@@ -272,15 +289,21 @@ impl Swarm {
             index: &mut index,
         });
         self.v4_seeders = seeders | flag;
-        if peers.len() > EXACT_GROWTH_UNTIL {
-            let (large, ix) = home(self.ext());
-            *large = L::from_records(peers.recs());
-            *ix = index;
-        } else {
+        let peers = match peers.len() <= EXACT_GROWTH_UNTIL {
             // No reallocation when the bytes are exactly full, which growth keeps them while
-            // small.
-            self.v4 = peers.into_bytes().into_boxed_slice();
-        }
+            // small. (`from_vec` never gives them back here: see the assertion at `NEVER`.)
+            true => match InlineBytes::from_vec(peers.into_bytes()) {
+                Ok(bytes) => {
+                    self.v4 = bytes;
+                    return r;
+                }
+                Err(bytes) => Packed::<R>::from_bytes(bytes),
+            },
+            false => peers,
+        };
+        let (large, ix) = home(self.ext());
+        *large = L::from_records(peers.recs());
+        *ix = index;
         r
     }
 
@@ -291,8 +314,8 @@ impl Swarm {
                 false => ListRef::Hot(&e.v4_large.hot),
             },
             _ => match self.keeps_ids() {
-                true => ListRef::Packed(records(&self.v4)),
-                false => ListRef::Hot(records(&self.v4)),
+                true => ListRef::Packed(records(self.v4.as_slice())),
+                false => ListRef::Hot(records(self.v4.as_slice())),
             },
         }
     }
@@ -335,7 +358,7 @@ impl Swarm {
     }
 
     pub(crate) fn meta(&self) -> Option<&IndexMeta> {
-        self.ext.as_ref().and_then(|e| e.meta.as_ref())
+        self.ext.as_deref().and_then(|e| e.meta.as_ref())
     }
 
     pub(crate) fn set_meta(&mut self, meta: Option<IndexMeta>) {
@@ -346,10 +369,10 @@ impl Swarm {
     }
 
     fn drop_empty_ext(&mut self) {
-        if let Some(e) = &self.ext {
+        if let Some(e) = self.ext.as_deref() {
             if e.v6.is_empty() && e.meta.is_none() && e.v4_index.is_none() && e.v4_large.is_empty()
             {
-                self.ext = None;
+                self.ext.clear();
             }
         }
     }
@@ -357,7 +380,7 @@ impl Swarm {
     /// Purges expired peers if any may have expired. Returns the number removed. Afterwards
     /// every stored peer's expiry is after `now`.
     pub(crate) fn purge_if_due(&mut self, now: u32) -> usize {
-        if now < self.next_purge {
+        if now < self.next_purge() {
             return 0;
         }
         let epoch = self.epoch;
@@ -366,23 +389,57 @@ impl Swarm {
             true => self.with_v6(PurgeOp { now, epoch }),
             false => (0, u32::MAX),
         };
-        self.next_purge = min4.min(min6);
+        self.set_next_purge(min4.min(min6));
         self.drop_empty_ext();
         r4 + r6
+    }
+
+    /// `next_purge` in unix seconds (`u32::MAX`: no peers).
+    #[inline]
+    fn next_purge(&self) -> u32 {
+        match self.next_purge {
+            NEVER => u32::MAX,
+            off => self.epoch.saturating_add(u32::from(off)),
+        }
+    }
+
+    /// Stores `at` (unix seconds, `u32::MAX` for none) as `next_purge`. It stays a lower bound
+    /// of every peer's expiry: a time before `epoch` is stored as `epoch` (no stored expiry is
+    /// earlier: peers' offsets are unsigned), one beyond the `u16` range as the range's end,
+    /// lower than asked (a stored expiry is at most `OFFSET_MASK` after `epoch`, so neither
+    /// happens with a real expiry).
+    fn set_next_purge(&mut self, at: u32) {
+        self.next_purge = match at {
+            u32::MAX => NEVER,
+            at => at.saturating_sub(self.epoch).min(u32::from(NEVER - 1)) as u16,
+        };
+    }
+
+    /// Lowers `next_purge` to a new peer's expiry offset (same epoch).
+    #[inline]
+    fn note_expiry(&mut self, offset: u16) {
+        self.next_purge = self.next_purge.min(offset);
+    }
+
+    /// Moves the epoch, keeping `next_purge` at the same time.
+    fn set_epoch(&mut self, epoch: u32) {
+        let at = self.next_purge();
+        self.epoch = epoch;
+        self.set_next_purge(at);
     }
 
     /// The offset of `expiry` from the epoch, re-basing the swarm first if it does not fit.
     /// Call after [`Self::purge_if_due`], so that every stored peer is alive at `now`.
     fn offset_for(&mut self, expiry: u32, now: u32) -> u16 {
         if self.len() == 0 {
-            self.epoch = now;
+            self.set_epoch(now);
         } else if expiry < self.epoch || expiry - self.epoch > u32::from(OFFSET_MASK) {
             let old = self.epoch;
             self.with_v4(RebaseOp { old, new: now });
             if self.ext.is_some() {
                 self.with_v6(RebaseOp { old, new: now });
             }
-            self.epoch = now;
+            self.set_epoch(now);
         }
         expiry
             .saturating_sub(self.epoch)
@@ -409,9 +466,9 @@ impl Swarm {
     /// Live (seeders, leechers) for IPv4 and IPv6: from the counters while no peer can have
     /// expired, else by looking at each peer (without changing anything).
     pub(crate) fn live_counts_by_family(&self, now: u32) -> [(u32, u32); 2] {
-        if now < self.next_purge {
+        if now < self.next_purge() {
             let s4 = self.v4_seeders & !NO_IDS;
-            let s6 = self.ext.as_ref().map_or(0, |e| e.v6_seeders);
+            let s6 = self.ext.as_deref().map_or(0, |e| e.v6_seeders);
             return [
                 (s4, self.v4().len() as u32 - s4),
                 (s6, self.v6().len() as u32 - s6),
@@ -492,7 +549,7 @@ impl Swarm {
             self.downloaded = self.downloaded.saturating_add(1);
         }
         if stored == Stored::Stored {
-            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
+            self.note_expiry(offset);
         }
         let (seeders, leechers) = self.live_counts(now);
         let mut reply = SwarmReply {
@@ -607,7 +664,7 @@ impl Swarm {
             }),
         };
         if stored {
-            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
+            self.note_expiry(offset);
         }
         stored
     }

@@ -109,7 +109,7 @@ impl Swarm {
             CompactAddr::V6(addr) => self.with_v6(UpsertOp { addr, args }),
         };
         if changed {
-            self.next_purge = self.next_purge.min(self.epoch + u32::from(offset));
+            self.note_expiry(offset);
         }
         self.drop_empty_ext();
         changed

@@ -11,11 +11,9 @@ fn records_are_packed() {
     assert_eq!(std::mem::size_of::<Peer<6>>(), 28);
     assert_eq!(std::mem::size_of::<Peer<18>>(), 40);
     assert_eq!(std::mem::align_of::<Peer<6>>(), 1);
-    assert!(
-        std::mem::size_of::<Swarm>() <= 40,
-        "{}",
-        std::mem::size_of::<Swarm>()
-    );
+    assert_eq!(std::mem::size_of::<Swarm>(), 32);
+    assert_eq!(std::mem::align_of::<Swarm>(), 4);
+    assert_eq!(std::mem::size_of::<(crate::types::InfoHash, Swarm)>(), 52);
 }
 
 fn upd(ip: IpAddr, port: u16, left: u64, event: Event) -> Update {
@@ -44,7 +42,7 @@ fn index_is_built_and_kept_consistent_through_removals() {
             &mut sink,
         );
     }
-    assert!(s.ext.as_ref().unwrap().v4_index.is_some());
+    assert!(s.ext.as_deref().unwrap().v4_index.is_some());
     // Remove every other peer through `stopped` and check each remaining one is found.
     for port in (1..=200u16).step_by(2) {
         s.announce(
@@ -67,7 +65,7 @@ fn index_is_built_and_kept_consistent_through_removals() {
         );
     }
     assert_eq!(s.len(), 20);
-    assert!(s.ext.is_none() || s.ext.as_ref().unwrap().v4_index.is_none());
+    assert!(s.ext.is_none() || s.ext.as_deref().unwrap().v4_index.is_none());
 }
 
 #[test]
@@ -139,8 +137,8 @@ fn a_swarm_without_peer_ids_stores_addresses_and_meta_only() {
         assert_eq!(ports(&s), (1..=port).collect::<Vec<_>>());
     }
     assert!(matches!(s.v4(), ListRef::Hot(_)));
-    assert!(s.ext.as_ref().unwrap().v4_index.is_some());
-    assert!(s.ext.as_ref().unwrap().v4_large.ids.is_empty());
+    assert!(s.ext.as_deref().unwrap().v4_index.is_some());
+    assert!(s.ext.as_deref().unwrap().v4_large.ids.is_empty());
     assert!(s.peers(10).all(|p| p.peer_id.is_none()));
     assert_eq!(s.live_counts(10), (50, 50));
     // A re-announce from an id-keeping setting does not switch a swarm that has peers.
@@ -149,7 +147,7 @@ fn a_swarm_without_peer_ids_stores_addresses_and_meta_only() {
     assert_eq!(s.live_counts(10), (51, 49));
     s.announce(&no_ids(v6(1), 7, 0, Event::Started), 10, &mut sink);
     assert_eq!(s.v6().len(), 1);
-    assert!(s.ext.as_ref().unwrap().v6.ids.is_empty());
+    assert!(s.ext.as_deref().unwrap().v6.ids.is_empty());
     for port in (1..=100u16).rev() {
         s.announce(
             &no_ids(v4(10, 0, 0, 1), port, 0, Event::Stopped),
@@ -268,10 +266,10 @@ fn sweep_shrinks_large_lists_far_below_capacity() {
             &mut sink,
         );
     }
-    let ext = s.ext.as_ref().unwrap();
+    let ext = s.ext.as_deref().unwrap();
     assert!(ext.v6.capacity() >= 200 && ext.v4_large.capacity() >= 200);
     s.maybe_shrink();
-    let ext = s.ext.as_ref().unwrap();
+    let ext = s.ext.as_deref().unwrap();
     assert_eq!((ext.v6.len(), ext.v4_large.len()), (40, 40));
     assert!(ext.v6.capacity() <= 50 && ext.v4_large.capacity() <= 50);
 }
@@ -510,5 +508,42 @@ mod ext_layout {
         assert_eq!(size_of::<Option<Index<6>>>(), 40);
         assert_eq!(offset_of!(SwarmExt, v6), 128);
         assert_eq!(size_of::<SwarmExt>(), 320);
+    }
+}
+
+/// `next_purge` is kept as a `u16` offset from `epoch`, which moves (re-basing, an empty
+/// swarm's new epoch). Whatever the order of announces, times and intervals, a reply's counts
+/// are the live peers of a model (a `next_purge` stored too late would let an expired peer be
+/// counted) and `next_purge()` stays at or below every stored peer's expiry.
+mod next_purge {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn counts_follow_the_live_peers(steps in proptest::collection::vec(
+            (0u32..4000, 1u16..24, 1u32..=MAX_PEER_TIMEOUT, any::<bool>(), 0u8..8), 1..200)) {
+            let mut s = Swarm::default();
+            let mut sink = CompactPeers::default();
+            let mut model = std::collections::HashMap::<u16, (u32, bool)>::new();
+            let mut now = 1_000_000u32;
+            for (gap, port, interval, seed, ev) in steps {
+                now += gap;
+                let event = if ev == 0 { Event::Stopped } else { Event::None };
+                let mut u = upd(v4(10, 0, 0, 1), port, u64::from(!seed), event);
+                u.expiry = now + interval;
+                let (_, r) = s.announce(&u, now, &mut sink);
+                model.retain(|_, (exp, _)| *exp > now);
+                match event {
+                    Event::Stopped => model.remove(&port),
+                    _ => model.insert(port, (now + interval, seed)),
+                };
+                let seeders = model.values().filter(|(_, sd)| *sd).count() as u32;
+                prop_assert_eq!((r.seeders, r.leechers), (seeders, model.len() as u32 - seeders));
+                for p in s.peers(now) {
+                    prop_assert!(s.next_purge() <= p.expiry, "{} > {}", s.next_purge(), p.expiry);
+                }
+            }
+        }
     }
 }
