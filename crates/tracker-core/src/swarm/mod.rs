@@ -119,8 +119,8 @@ pub(crate) struct SwarmExt {
     /// Puts the index at the start of line 1 (`v4_large` is 48 bytes, `v6_seeders` 4).
     _pad: [u8; 12],
     v4_index: Option<Index<6>>,
-    /// Puts the IPv6 list at the start of line 2 (the index is 40 bytes).
-    _pad2: [u8; 24],
+    /// Puts the IPv6 list at the start of line 2 (the index is 32 bytes).
+    _pad2: [u8; 32],
     v6: Split<18>,
     v6_index: Option<Index<18>>,
     pub(crate) meta: Option<IndexMeta>,

@@ -505,7 +505,7 @@ mod ext_layout {
         );
         assert_eq!(line(offset_of!(SwarmExt, v6_seeders)), 0);
         assert_eq!(offset_of!(SwarmExt, v4_index), 64);
-        assert_eq!(size_of::<Option<Index<6>>>(), 40);
+        assert_eq!(size_of::<Option<Index<6>>>(), 32);
         assert_eq!(offset_of!(SwarmExt, v6), 128);
         assert_eq!(size_of::<SwarmExt>(), 320);
     }
