@@ -17,7 +17,7 @@ fi
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$FUZZ_DIR")"
 # torrent_file last: it is the one expected to hit deep-nesting trouble in the parser.
-TARGETS=(udp_request http_query snapshot_load admin_api torrent_file)
+TARGETS=(udp_request http_query http_direct snapshot_load admin_api torrent_file)
 
 if ! command -v rustup >/dev/null 2>&1 || ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "fuzz: skipped (no nightly toolchain)"

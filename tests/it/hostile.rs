@@ -201,10 +201,13 @@ fn max_connections_idle_or_slow_sockets_from_one_address_do_not_lock_out_a_new_c
     let http = "max_connections = 100\nheader_read_timeout_ms = 60000";
     let d = Daemon::start(dir.path(), &hostile_config(dir.path(), http, ""));
     let mut held = Vec::new();
+    // A connection that sends nothing is not accepted before its first byte (TCP_DEFER_ACCEPT:
+    // it waits in the kernel, not in a slot), so the idle half sends one byte and stops.
     for i in 0..100 {
         let mut s = TcpStream::connect(d.http).unwrap();
-        if i % 2 == 1 {
-            s.write_all(b"GET /announce?info").unwrap();
+        match i % 2 {
+            1 => s.write_all(b"GET /announce?info").unwrap(),
+            _ => s.write_all(b"G").unwrap(),
         }
         held.push(s);
     }
@@ -232,11 +235,15 @@ fn one_address_gets_at_most_max_connections_per_ip() {
     let dir = tempfile::tempdir().unwrap();
     let http = "max_connections = 100\nmax_connections_per_ip = 10\nheader_read_timeout_ms = 60000";
     let d = Daemon::start(dir.path(), &hostile_config(dir.path(), http, ""));
-    let mut held: Vec<TcpStream> = (0..10)
-        .map(|_| TcpStream::connect(d.http).unwrap())
-        .collect();
+    // Each sends a byte: a connection is accepted at its first byte (TCP_DEFER_ACCEPT).
+    let open = || {
+        let mut s = TcpStream::connect(d.http).unwrap();
+        s.write_all(b"G").unwrap();
+        s
+    };
+    let mut held: Vec<TcpStream> = (0..10).map(|_| open()).collect();
     // The eleventh from the same address is closed at once, without an answer.
-    let mut extra = TcpStream::connect(d.http).unwrap();
+    let mut extra = open();
     assert!(closed_within(&mut extra, Duration::from_secs(2)));
     // Another address is served, and the ten are still open.
     let (took, resp) = announce_from("127.0.0.3", d.http, 7200);

@@ -12,23 +12,20 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hyper::HeaderMap;
-use hyper::header::HeaderName;
 use tracker_core::canonical_ip;
 
 use crate::config::HttpConfig;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+use crate::headers::{self, Headers};
 
 /// The client address the tracker sees (used for `external ip`, and stored unless `ip=` applies).
-pub fn resolve(peer: SocketAddr, headers: &HeaderMap, config: &HttpConfig) -> IpAddr {
+pub fn resolve<H: Headers + ?Sized>(peer: SocketAddr, headers: &H, config: &HttpConfig) -> IpAddr {
     let peer = canonical_ip(peer.ip());
     if config.trusted_proxies.is_empty() || !config.is_trusted_proxy(peer) {
         return peer;
     }
     let mut last_trusted = peer;
-    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
-        let Ok(text) = value.to_str() else {
+    for value in headers.all("x-forwarded-for").rev() {
+        let Some(text) = headers::text(value) else {
             return last_trusted;
         };
         for entry in text.rsplit(',') {
@@ -78,6 +75,10 @@ pub fn peer_ip(
 
 #[cfg(test)]
 mod tests {
+    use hyper::HeaderMap;
+    use hyper::header::HeaderName;
+
+    static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     use hyper::header::HeaderValue;
 
     use super::*;

@@ -16,11 +16,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use hyper::HeaderMap;
-use hyper::header::{ACCEPT_ENCODING, AUTHORIZATION};
 use tracker_core::{InfoHash, ScrapeCounts, Tracker};
 
 use crate::bencode;
+use crate::headers::Headers;
 
 /// One built full scrape.
 #[derive(Debug)]
@@ -145,12 +144,11 @@ impl Drop for EndBuild<'_> {
 
 /// Whether `headers` accept a gzip-encoded body: `Accept-Encoding` names `gzip` with a non-zero
 /// `q` or, when it does not name `gzip` at all, `*` with a non-zero `q`.
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub fn accepts_gzip<H: Headers + ?Sized>(headers: &H) -> bool {
     let (mut gzip, mut star) = (None, None);
     for item in headers
-        .get_all(ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .all("accept-encoding")
+        .filter_map(crate::headers::text)
         .flat_map(|v| v.split(','))
     {
         let mut parts = item.split(';').map(str::trim);
@@ -170,15 +168,11 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 /// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time for
 /// equal lengths). An empty `token` matches nothing.
-pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .and_then(|v| {
-            let scheme = v.get(..7)?;
-            scheme.eq_ignore_ascii_case(b"bearer ").then(|| &v[7..])
-        })
-    else {
+pub fn bearer_matches<H: Headers + ?Sized>(headers: &H, token: &str) -> bool {
+    let Some(given) = headers.first("authorization").and_then(|v| {
+        let scheme = v.get(..7)?;
+        scheme.eq_ignore_ascii_case(b"bearer ").then(|| &v[7..])
+    }) else {
         return false;
     };
     let want = token.as_bytes();
@@ -194,7 +188,9 @@ pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::HeaderMap;
     use hyper::header::HeaderValue;
+    use hyper::header::{ACCEPT_ENCODING, AUTHORIZATION};
     use std::io::Read as _;
     use tracker_core::{AnnounceRequest, Clock, CompactPeers, CoreConfig, Event, PeerId};
 

@@ -19,13 +19,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use hyper::{HeaderMap, Method, StatusCode};
+use hyper::{Method, StatusCode};
 use tracker_core::{AnnounceRequest, Counters, InfoHash, PeerSink, Protocol, Tracker, Verdict};
 
 use crate::bencode::{self, AnnounceReply, Peers};
 use crate::client_ip;
 use crate::config::{FullScrape, HttpConfig};
 use crate::full_scrape::{self, FullScrapeCache};
+use crate::headers::Headers;
 use crate::query::{self, QueryError};
 
 /// Where a path leads.
@@ -168,12 +169,12 @@ impl Handler {
     }
 
     /// Answers one request.
-    pub fn handle(
+    pub fn handle<H: Headers + ?Sized>(
         &self,
         method: &Method,
         path: &str,
         query: Option<&str>,
-        headers: &HeaderMap,
+        headers: &H,
         peer: SocketAddr,
         scratch: &mut Scratch,
     ) -> Reply {
@@ -338,10 +339,10 @@ impl Handler {
         Ok(s.out.split().freeze())
     }
 
-    fn scrape(
+    fn scrape<H: Headers + ?Sized>(
         &self,
         query: &[u8],
-        headers: &HeaderMap,
+        headers: &H,
         now: u32,
         s: &mut Scratch,
     ) -> Result<(Bytes, Option<bool>), AnnounceFailure> {
@@ -371,9 +372,9 @@ impl Handler {
 
     /// Every torrent's counts, from the cache; gzip-encoded when the client accepts it (the
     /// `Some(gzip)` of the result says the reply depends on `Accept-Encoding`).
-    fn full_scrape(
+    fn full_scrape<H: Headers + ?Sized>(
         &self,
-        headers: &HeaderMap,
+        headers: &H,
         now: u32,
     ) -> Result<(Bytes, Option<bool>), AnnounceFailure> {
         if self.tracker.access().config().private {
@@ -432,6 +433,7 @@ fn failure_body(out: &mut BytesMut, e: &dyn std::fmt::Display) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::HeaderMap;
 
     #[test]
     fn routes() {

@@ -19,10 +19,12 @@
 pub mod bencode;
 pub mod client_ip;
 pub mod config;
+pub mod direct;
 pub mod full_scrape;
 mod guard;
 pub mod handler;
 pub mod head;
+pub mod headers;
 mod lifecycle;
 pub mod query;
 pub mod server;

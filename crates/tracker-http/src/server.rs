@@ -34,7 +34,9 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
+use socket2::{SockRef, Socket};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -42,6 +44,7 @@ use tokio_rustls::server::TlsStream;
 use tracker_core::{Counters, Tracker};
 
 use crate::config::HttpConfig;
+use crate::direct::{self, Buffers, Outcome, Prefixed};
 use crate::guard::{self, GuardedIo, Limits};
 use crate::handler::{Handler, Scratch};
 use crate::slots::{ConnCtl, Conns, PerIp};
@@ -92,33 +95,39 @@ pub(crate) trait Transport: Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// For log lines: "HTTP" or "HTTPS".
     const NAME: &'static str;
-    /// Opens the stream; `deadline` is when the first request head must be complete, `ctl`
-    /// the connection's slot (which may be asked to make room meanwhile).
+    /// Whether the accept loop first tries to answer the connection itself (`crate::direct`).
+    const DIRECT: bool;
+    /// Opens the stream; `prefix` is what the direct path read already (to be read first),
+    /// `deadline` is when the first request head must be complete, `ctl` the connection's
+    /// slot (which may be asked to make room meanwhile).
     fn open(
         &self,
         tcp: TcpStream,
+        prefix: Vec<u8>,
         deadline: Instant,
         ctl: &Arc<ConnCtl>,
         counters: &Arc<Counters>,
     ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
 }
 
-/// Plain TCP: the stream as accepted.
+/// Plain TCP: the stream as accepted, after what the direct path read of it.
 #[derive(Debug)]
 pub(crate) struct Plain;
 
 impl Transport for Plain {
-    type Io = TcpStream;
+    type Io = Prefixed<TcpStream>;
     const NAME: &'static str = "HTTP";
+    const DIRECT: bool = true;
 
     fn open(
         &self,
         tcp: TcpStream,
+        prefix: Vec<u8>,
         _: Instant,
         _: &Arc<ConnCtl>,
         _: &Arc<Counters>,
-    ) -> impl Future<Output = io::Result<TcpStream>> + Send + 'static {
-        ready(Ok(tcp))
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
+        ready(Ok(Prefixed::new(prefix, tcp)))
     }
 }
 
@@ -129,12 +138,15 @@ pub(crate) struct Tls(pub(crate) Arc<TlsCerts>);
 impl Transport for Tls {
     type Io = TlsStream<TcpStream>;
     const NAME: &'static str = "HTTPS";
+    /// TLS is never read before the handshake, so there is never a prefix.
+    const DIRECT: bool = false;
 
     /// The handshake, ended at `deadline` (counted as a head timeout) or when the slot is
     /// asked to make room; a failed handshake is counted in `tls_handshake_failures`.
     fn open(
         &self,
         tcp: TcpStream,
+        _: Vec<u8>,
         deadline: Instant,
         ctl: &Arc<ConnCtl>,
         counters: &Arc<Counters>,
@@ -176,7 +188,23 @@ impl Transport for Tls {
     }
 }
 
-/// The accept loop of one listener (see the module docs).
+/// What every accept loop of one listener shares.
+struct Shared<T> {
+    handler: Arc<Handler>,
+    transport: T,
+    tracker: Arc<Tracker>,
+    config: Arc<HttpConfig>,
+    per_ip: Arc<PerIp>,
+    limits: Limits,
+    builder: Arc<http1::Builder>,
+    permits: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    conns: Conns,
+    local: Option<SocketAddr>,
+}
+
+/// Runs one accept loop per runtime worker on the listener (see the module docs), until
+/// `shutdown`; then waits for open connections as `serve` says.
 async fn serve_on<T: Transport>(
     listener: TcpListener,
     handler: Arc<Handler>,
@@ -187,41 +215,152 @@ async fn serve_on<T: Transport>(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let tracker = Arc::clone(handler.tracker());
-    let per_ip = Arc::new(PerIp::new(config.max_connections_per_ip));
-    let limits = Limits {
-        max_head: config.max_head_bytes,
-        header_timeout: config.header_read_timeout(),
-        idle_timeout: config.idle_timeout(),
-    };
+    let local = listener.local_addr().ok();
+    // Accepted through `AsyncFd` with `accept4` so that a connection the direct path answers is
+    // never registered with the reactor (tokio's `accept` registers every socket).
+    if T::DIRECT {
+        defer_accept(&listener, config.header_read_timeout());
+    }
+    let listener = Arc::new(register(listener.into_std()?)?);
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
         .max_buf_size(config.hyper_buf_size());
-    let builder = Arc::new(builder);
-    // Each connection holds a file descriptor, a task and up to `max_head_bytes` of buffered
-    // input. The semaphore bounds them so a flood of connections cannot exhaust memory or fds.
-    // A client accepted while every permit is taken holds one more fd until the evicted
-    // connection gives its permit back (see `slots`); no further accept happens meanwhile.
-    let permits = Arc::new(Semaphore::new(
-        config.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
-    let graceful = GracefulShutdown::new();
-    let local = listener.local_addr().ok();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let shared = Arc::new(Shared {
+        tracker: Arc::clone(handler.tracker()),
+        per_ip: Arc::new(PerIp::new(config.max_connections_per_ip)),
+        limits: Limits {
+            max_head: config.max_head_bytes,
+            header_timeout: config.header_read_timeout(),
+            idle_timeout: config.idle_timeout(),
+        },
+        builder: Arc::new(builder),
+        // Each connection holds a file descriptor, a task and up to `max_head_bytes` of
+        // buffered input. The semaphore bounds them so a flood of connections cannot exhaust
+        // memory or fds. A client accepted while every permit is taken holds one more fd until
+        // the evicted connection gives its permit back (see `slots`); no further accept
+        // happens in that loop meanwhile.
+        permits: Arc::new(Semaphore::new(
+            config.max_connections.min(Semaphore::MAX_PERMITS),
+        )),
+        graceful: Arc::clone(&graceful),
+        conns: Conns::new(config.max_connections),
+        local,
+        handler,
+        transport,
+        config,
+    });
     let name = T::NAME;
     tracing::info!(addr = ?local, "{name} tracker listening");
-    let conns = Conns::new(config.max_connections);
-    tokio::pin!(shutdown);
+    // One loop per worker thread, so that connections the direct path answers in the loop
+    // itself are spread over the cores like spawned tasks are.
+    let loops = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .max(1);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        tasks.spawn(accept_loop(
+            Arc::clone(&shared),
+            Arc::clone(&listener),
+            stopped.clone(),
+        ));
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    drop(listener);
+    let grace = shared.config.shutdown_timeout();
+    drop(shared);
+    let shutdown = async move {
+        match Arc::try_unwrap(graceful) {
+            Ok(g) => g.shutdown().await,
+            // Every loop has ended, so nothing else holds it; wait out the grace if it did.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!(addr = ?local, "{name} tracker stopped"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(addr = ?local, "{name} connections still open after the shutdown timeout; dropping them");
+        }
+    }
+    Ok(())
+}
+
+/// The listener, registered with the reactor for readiness only.
+#[allow(unsafe_code)]
+fn register(listener: std::net::TcpListener) -> io::Result<AsyncFd<std::net::TcpListener>> {
+    // SAFETY: `AsyncFd::register` needs the fd to stay open and the same for the `AsyncFd`'s
+    // life: the `std::net::TcpListener` owns it, closes it only when dropped (with the
+    // `AsyncFd`), and its `as_raw_fd` always returns it.
+    unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)
+}
+
+/// Asks the kernel to hand over a connection only once its first bytes have arrived (or after
+/// `wait`, rounded up to whole seconds), so that the direct path's first read finds the request
+/// instead of nothing (without it, a connection is accepted at the handshake's last ACK and the
+/// request follows a moment later). A client that connects and sends nothing waits in the
+/// kernel, not in a connection slot. Best effort: a failure is logged and changes nothing else.
+#[allow(unsafe_code)]
+fn defer_accept(listener: &TcpListener, wait: Duration) {
+    use std::os::fd::AsRawFd as _;
+    let secs = libc::c_int::try_from(wait.as_millis().div_ceil(1000).max(1)).unwrap_or(60);
+    // SAFETY: `setsockopt` on the listener's open fd with a pointer to a live `c_int` and its
+    // size, as `TCP_DEFER_ACCEPT` expects.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "TCP_DEFER_ACCEPT not set");
+    }
+}
+
+/// Accepts one connection: `accept4` with the new socket non-blocking, the peer's address.
+async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<(Socket, SocketAddr)> {
     loop {
-        let (stream, peer) = tokio::select! {
+        let mut ready = listener.readable().await?;
+        let r = ready.try_io(|l| {
+            SockRef::from(l.get_ref()).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        });
+        match r {
+            Ok(Ok((sock, addr))) => match addr.as_socket() {
+                Some(peer) => return Ok((sock, peer)),
+                None => continue,
+            },
+            Ok(Err(e)) => return Err(e),
+            // Not ready after all (another loop took it): wait again.
+            Err(_) => continue,
+        }
+    }
+}
+
+/// One accept loop (see the module docs).
+async fn accept_loop<T: Transport>(
+    sh: Arc<Shared<T>>,
+    listener: Arc<AsyncFd<std::net::TcpListener>>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let (local, name) = (sh.local, T::NAME);
+    let mut bufs = Buffers::default();
+    loop {
+        let (sock, peer) = tokio::select! {
             biased;
-            () = &mut shutdown => break,
-            r = listener.accept() => match r {
+            _ = stopped.changed() => break,
+            r = accept(&listener) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(addr = ?local, error = %e, "accept failed; retrying shortly");
                     tokio::select! {
-                        () = &mut shutdown => break,
+                        _ = stopped.changed() => break,
                         () = tokio::time::sleep(Duration::from_millis(50)) => continue,
                     }
                 }
@@ -229,48 +368,76 @@ async fn serve_on<T: Transport>(
         };
         let accepted = Instant::now();
         let ip = tracker_core::canonical_ip(peer.ip());
-        let ip_slot = if config.is_trusted_proxy(ip) {
+        let ip_slot = if sh.config.is_trusted_proxy(ip) {
             None
         } else {
-            match per_ip.enter(tracker.limiter().source_key(ip)) {
+            match sh.per_ip.enter(sh.tracker.limiter().source_key(ip)) {
                 Some(slot) => Some(slot),
                 None => {
                     // Closed at once: this address already holds its share of the slots.
-                    Counters::inc(&handler.counters().connections_refused);
-                    drop(stream);
+                    Counters::inc(&sh.handler.counters().connections_refused);
+                    drop(sock);
                     continue;
                 }
             }
         };
-        let permit = match Arc::clone(&permits).try_acquire_owned() {
+        let permit = match Arc::clone(&sh.permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 // Every slot is taken: the oldest connection waiting for a request makes room
                 // (if none is waiting, this client waits for the first to finish).
-                if conns.evict_oldest_waiting() {
-                    Counters::inc(&handler.counters().connections_evicted);
+                if sh.conns.evict_oldest_waiting() {
+                    Counters::inc(&sh.handler.counters().connections_evicted);
                 }
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => break,
-                    p = Arc::clone(&permits).acquire_owned() => match p {
+                    _ = stopped.changed() => break,
+                    p = Arc::clone(&sh.permits).acquire_owned() => match p {
                         Ok(p) => p,
                         Err(_) => break,
                     },
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
-        let ctl = conns.register();
-        let counters = Arc::clone(handler.counters());
-        let open = transport.open(stream, accepted + limits.header_timeout, &ctl, &counters);
-        let svc = Svc {
-            handler: Arc::clone(&handler),
-            peer,
-            scratch: RefCell::new(Scratch::default()),
+        let prefix = match T::DIRECT {
+            true => match direct::serve_first(&sock, &sh.handler, peer, &mut bufs) {
+                Outcome::Done | Outcome::Gone => continue,
+                Outcome::Tail(rest) => {
+                    let idle = sh.limits.idle_timeout;
+                    if let Ok(mut tcp) = TcpStream::from_std(sock.into()) {
+                        tokio::spawn(async move {
+                            // Cut, like any reply write, when the client stops reading.
+                            let _ = tokio::time::timeout(idle, tcp.write_all(&rest)).await;
+                            drop((tcp, ip_slot, permit));
+                        });
+                    }
+                    continue;
+                }
+                Outcome::Handoff(prefix) => prefix,
+            },
+            false => Vec::new(),
         };
-        let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
+        let stream = match TcpStream::from_std(sock.into()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "{name} connection not registered");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctl = sh.conns.register();
+        let counters = Arc::clone(sh.handler.counters());
+        let limits = sh.limits;
+        let open = sh.transport.open(
+            stream,
+            prefix,
+            accepted + limits.header_timeout,
+            &ctl,
+            &counters,
+        );
+        let svc = Svc::new(Arc::clone(&sh.handler), peer);
+        let builder = Arc::clone(&sh.builder);
+        let watcher = sh.graceful.watcher();
         tokio::spawn(async move {
             match open.await {
                 Ok(io) => {
@@ -286,23 +453,24 @@ async fn serve_on<T: Transport>(
             drop(permit);
         });
     }
-    drop(listener);
-    let grace = config.shutdown_timeout();
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!(addr = ?local, "{name} tracker stopped"),
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!(addr = ?local, "{name} connections still open after the shutdown timeout; dropping them");
-        }
-    }
-    Ok(())
 }
 
 /// The hyper service of one connection: the shared handler plus this connection's buffers.
-struct Svc {
+pub(crate) struct Svc {
     handler: Arc<Handler>,
     peer: SocketAddr,
     // hyper calls `call` with `&self`, one request at a time per HTTP/1 connection.
     scratch: RefCell<Scratch>,
+}
+
+impl Svc {
+    pub(crate) fn new(handler: Arc<Handler>, peer: SocketAddr) -> Self {
+        Self {
+            handler,
+            peer,
+            scratch: RefCell::new(Scratch::default()),
+        }
+    }
 }
 
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");

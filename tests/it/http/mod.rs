@@ -18,6 +18,7 @@ use tracker_http::HttpConfig;
 mod announce;
 mod client_ip;
 mod connections;
+mod direct;
 mod malformed;
 mod scrape;
 
