@@ -32,6 +32,8 @@ use hyper::Method;
 use socket2::Socket;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use tracker_core::Counters;
+
 use crate::handler::{Handler, Reply, Scratch};
 
 /// Bytes read by the first `recv`. A read that fills it goes to hyper (more may be waiting).
@@ -167,7 +169,8 @@ fn date_now() -> [u8; 29] {
         if at == secs && at != 0 {
             return text;
         }
-        let mut text = [0u8; 29];
+        // `fmt_http_date` always writes 29 bytes (IMF-fixdate); the fallback is never sent.
+        let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
         let s = httpdate::fmt_http_date(now);
         if s.len() == text.len() {
             text.copy_from_slice(s.as_bytes());
@@ -182,13 +185,33 @@ fn date_now() -> [u8; 29] {
 pub(crate) enum Outcome {
     /// Answered and sent; close the socket.
     Done,
-    /// Answered, but the socket took only part of the reply: this is the rest, to be written
-    /// (under the idle timeout) before the close.
-    Tail(Vec<u8>),
+    /// Answered, but the socket took only part of the reply: the rest is to be written (under
+    /// the idle timeout) before the close.
+    Tail(Tail),
     /// Not for the direct path: hyper serves the connection, these bytes (maybe none) first.
     Handoff(Vec<u8>),
     /// The client closed, or the socket failed: close it.
     Gone,
+}
+
+/// The part of a reply the socket did not take at once: the rest of the head (small, copied)
+/// and the body from `from` (shared with the handler's cache, not copied: a full scrape can be
+/// megabytes, and many clients may read slowly).
+#[derive(Debug)]
+pub(crate) struct Tail {
+    head: Vec<u8>,
+    body: bytes::Bytes,
+    from: usize,
+}
+
+impl Tail {
+    /// Writes the rest to `out`.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&self, out: &mut W) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        out.write_all(&self.head).await?;
+        out.write_all(&self.body[self.from..]).await?;
+        out.flush().await
+    }
 }
 
 /// Reusable buffers of one accept loop.
@@ -224,6 +247,8 @@ pub(crate) fn serve_first(
     let Some((req, nh)) = simple else {
         return Outcome::Handoff(bytes.to_vec());
     };
+    // Counted here only when answered here: handed-off bytes are counted when hyper reads them.
+    Counters::add(&handler.counters().bytes_in, n as u64);
     let reply = handler.handle(
         &Method::GET,
         req.path,
@@ -234,14 +259,13 @@ pub(crate) fn serve_first(
     );
     bufs.head.clear();
     write_head(&mut bufs.head, &reply, &date_now());
-    send_all(sock, &bufs.head, &reply)
+    send_all(sock, &bufs.head, reply.body)
 }
 
-fn send_all(sock: &Socket, head: &[u8], reply: &Reply) -> Outcome {
-    let body = &reply.body[..];
+fn send_all(sock: &Socket, head: &[u8], body: bytes::Bytes) -> Outcome {
     let total = head.len() + body.len();
     let sent = match sock.send_vectored_with_flags(
-        &[IoSlice::new(head), IoSlice::new(body)],
+        &[IoSlice::new(head), IoSlice::new(&body)],
         libc::MSG_NOSIGNAL,
     ) {
         Ok(n) => n,
@@ -251,14 +275,11 @@ fn send_all(sock: &Socket, head: &[u8], reply: &Reply) -> Outcome {
     if sent >= total {
         return Outcome::Done;
     }
-    let mut rest = Vec::with_capacity(total - sent);
-    if sent < head.len() {
-        rest.extend_from_slice(&head[sent..]);
-        rest.extend_from_slice(body);
-    } else {
-        rest.extend_from_slice(&body[sent - head.len()..]);
-    }
-    Outcome::Tail(rest)
+    Outcome::Tail(Tail {
+        head: head.get(sent..).unwrap_or_default().to_vec(),
+        from: sent.saturating_sub(head.len()),
+        body,
+    })
 }
 
 /// A stream that yields `prefix` before reading from `inner` (the bytes the direct path read
@@ -287,7 +308,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.at < this.prefix.len() {
+        if this.at < this.prefix.len() && buf.remaining() > 0 {
             let rest = &this.prefix[this.at..];
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);

@@ -36,7 +36,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{SockRef, Socket};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -293,10 +293,25 @@ async fn serve_on<T: Transport>(
 /// The listener, registered with the reactor for readiness only.
 #[allow(unsafe_code)]
 fn register(listener: std::net::TcpListener) -> io::Result<AsyncFd<std::net::TcpListener>> {
-    // SAFETY: `AsyncFd::register` needs the fd to stay open and the same for the `AsyncFd`'s
-    // life: the `std::net::TcpListener` owns it, closes it only when dropped (with the
-    // `AsyncFd`), and its `as_raw_fd` always returns it.
-    unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)
+    // SAFETY: `AsyncFd::register_with_interest` needs the fd to stay open and the same for the
+    // `AsyncFd`'s life: the `std::net::TcpListener` owns it, closes it only when dropped (with
+    // the `AsyncFd`), and its `as_raw_fd` always returns it.
+    unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)
+}
+
+/// [`direct::serve_first`], with a panic (a bug) contained to the one connection as it is on the
+/// hyper path (a panic there ends the connection's task), instead of ending the accept loop.
+fn serve_first(sock: &Socket, handler: &Handler, peer: SocketAddr, bufs: &mut Buffers) -> Outcome {
+    let run = std::panic::AssertUnwindSafe(|| direct::serve_first(sock, handler, peer, bufs));
+    match std::panic::catch_unwind(run) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!(%peer, "HTTP request handling panicked; connection closed");
+            *bufs = Buffers::default();
+            Outcome::Gone
+        }
+    }
 }
 
 /// Asks the kernel to hand over a connection only once its first bytes have arrived (or after
@@ -399,15 +414,19 @@ async fn accept_loop<T: Transport>(
                 }
             }
         };
+        // The accept and the direct path never wait, so nothing else would make this loop give
+        // its thread back while connections keep coming: one unit of tokio's cooperative
+        // budget per connection (a yield every 128).
+        tokio::task::coop::consume_budget().await;
         let prefix = match T::DIRECT {
-            true => match direct::serve_first(&sock, &sh.handler, peer, &mut bufs) {
+            true => match serve_first(&sock, &sh.handler, peer, &mut bufs) {
                 Outcome::Done | Outcome::Gone => continue,
                 Outcome::Tail(rest) => {
                     let idle = sh.limits.idle_timeout;
                     if let Ok(mut tcp) = TcpStream::from_std(sock.into()) {
                         tokio::spawn(async move {
                             // Cut, like any reply write, when the client stops reading.
-                            let _ = tokio::time::timeout(idle, tcp.write_all(&rest)).await;
+                            let _ = tokio::time::timeout(idle, rest.write_to(&mut tcp)).await;
                             drop((tcp, ip_slot, permit));
                         });
                     }

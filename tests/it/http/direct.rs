@@ -46,6 +46,16 @@ async fn close_requests_are_answered_and_the_server_closes() {
     );
     let mut c = Client::connect(s.addr).await;
     assert_eq!(c.get_with("/favicon.ico", CLOSE).await.status, 404);
+    // Bytes in are counted for requests answered in the accept loop as for hyper's.
+    let before = tracker.stats().read().http;
+    let target = announce(&ih(1), 9, 7009, 5, "");
+    let sent = format!("GET {target} HTTP/1.1\r\nhost: tracker\r\n{CLOSE}\r\n").len() as u64;
+    let mut c = Client::connect(s.addr).await;
+    c.get_with(&target, CLOSE).await.value();
+    assert!(c.closed_within(T).await);
+    let after = tracker.stats().read().http;
+    assert_eq!(after.bytes_in - before.bytes_in, sent);
+    assert_eq!(after.requests - before.requests, 1);
     s.stop().await;
 }
 

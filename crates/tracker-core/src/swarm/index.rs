@@ -5,12 +5,12 @@
 //!
 //! The index stores positions only and a probe compares against the peer record itself (which
 //! the announce touches anyway), so a lookup costs a tag byte and the record, not a separate copy
-//! of every key. Until a5f09c3's successor this was hashbrown's `HashTable`, whose bucket count
+//! of every key. This was hashbrown's `HashTable` until 2026-12-03; its bucket count
 //! is a power of two at most 7/8 full: between 1.14 and 2.3 buckets per entry, and at 1000 peers
 //! (just past a doubling) 2048 buckets of 3 bytes, 6.2 bytes per peer, more than half of a peer's
 //! 8-byte record when peer ids are not kept. `PosTable` takes any bucket count: when 4/5 full it
-//! is rebuilt with 1.5 buckets per entry, so it holds 1.25 to 1.5 buckets per entry, 3.75 to 4.5
-//! bytes per peer with `u16` positions (DESIGN 2.6). The cost: growing by a fifth rehashes each
+//! is rebuilt with 1.5 buckets per entry (about 1.56 when first built), so it holds 1.25 to 1.56
+//! buckets per entry, 3.75 to 4.7 bytes per peer with `u16` positions (DESIGN 2.6). The cost: growing by a fifth rehashes each
 //! entry about five times per doubling of the list instead of about once; steady swarms
 //! (re-announces) do not grow.
 //!

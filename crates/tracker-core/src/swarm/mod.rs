@@ -12,7 +12,7 @@
 //! kept inline and tight; everything rarer sits behind one `Option<Box<SwarmExt>>`:
 //!
 //! ```text
-//! Swarm (32 bytes, stored in the map next to its 20-byte key: 56-byte entries)
+//! Swarm (32 bytes, 4-byte aligned, stored in the map next to its 20-byte key: 52-byte entries)
 //!   v4: InlineBytes            up to 32 packed 28-byte records, exactly sized (8-byte
 //!                              `Hot` records when peer ids are not kept, see `NO_IDS`;
 //!                              larger IPv4 lists move to the extension, split, see below);
