@@ -55,7 +55,9 @@ pub struct HttpConfig {
     /// Time a client has to send a whole request head, in milliseconds, 1 to 3600000: from the
     /// accept for a connection's first request, from the first byte after the previous response for
     /// later ones. No byte, not even a blank line, restarts it; the connection is closed after that
-    /// (slow-loris guard).
+    /// (slow-loris guard). On plain HTTP listeners it is also the kernel's `TCP_DEFER_ACCEPT` wait
+    /// (whole seconds, rounded up): a connection is accepted once its first bytes arrive, so one
+    /// that says nothing waits in the kernel's queue, not in a connection slot.
     pub header_read_timeout_ms: u64,
     /// Time a keep-alive connection may sit between requests before it is closed, in seconds, 1 to
     /// 3600.

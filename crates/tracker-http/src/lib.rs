@@ -6,7 +6,9 @@
 //!
 //! What lives here: the `[http]` and `[https]` config sections ([`HttpConfig`],
 //! [`HttpsConfig`]), the raw-bytes query parser ([`query`]), the bencode reply writer
-//! ([`bencode`]), the client-IP rules ([`client_ip`]), routing ([`handler`]), request-head framing for the limits ([`head`]), connection slots
+//! ([`bencode`]), the client-IP rules ([`client_ip`]), routing ([`handler`]) with headers read through [`headers::Headers`], the direct path that
+//! answers one-request connections from the accept loop ([`direct`]), request-head framing for
+//! the limits ([`head`]), connection slots
 //! (`slots`), the per-connection guards (`guard`), TLS for `[https]` ([`tls`]: PEM loading and
 //! the certificate swapped on reload), the accept loop of one listener ([`serve`],
 //! [`serve_tls`]) and [`HttpServer`], the running tracker on a set of bound listeners (start,
