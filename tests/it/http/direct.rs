@@ -113,26 +113,10 @@ async fn a_reply_larger_than_the_socket_takes_at_once_arrives_whole() {
         tracker.announce(&req, now, &mut sink).unwrap();
         sink.clear();
     }
-    let config = HttpConfig {
-        full_scrape: tracker_http::FullScrape::Public,
-        full_scrape_cache_secs: 60,
-        ..HttpConfig::default()
-    };
-    let s = Server::start("127.0.0.1:0", &tracker, config)
-        .await
-        .unwrap();
+    let s = super::scrape::public_full_scrape(&tracker).await;
     // Build the cached full scrape first (its first request answers "building").
     let mut warm = Client::connect(s.addr).await;
-    let deadline = std::time::Instant::now() + T;
-    while warm
-        .get("/scrape")
-        .await
-        .value_bytes()
-        .starts_with(b"d14:failure reason")
-    {
-        assert!(std::time::Instant::now() < deadline, "never built");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::scrape::full_scrape(&mut warm, "").await;
     // About 6 MB, more than a socket buffer grows to (4 MiB here, `tcp_wmem`): the socket takes
     // part, a task writes the rest while the client reads late.
     let mut c = Client::connect(s.addr).await;

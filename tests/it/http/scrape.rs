@@ -93,7 +93,17 @@ fn full_files(body: &[u8]) -> HashMap<Vec<u8>, (i64, i64, i64)> {
 }
 
 /// A full scrape, once the first build has finished (until then the tracker asks to retry).
-async fn full_scrape(c: &mut Client, headers: &str) -> Resp {
+/// A server with `full_scrape = "public"`, cached for 60 s.
+pub(super) async fn public_full_scrape(tracker: &Arc<Tracker>) -> Server {
+    let config = HttpConfig {
+        full_scrape: tracker_http::FullScrape::Public,
+        full_scrape_cache_secs: 60,
+        ..HttpConfig::default()
+    };
+    Server::start("127.0.0.1:0", tracker, config).await.unwrap()
+}
+
+pub(super) async fn full_scrape(c: &mut Client, headers: &str) -> Resp {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = c.get_with("/scrape", headers).await;
@@ -131,14 +141,7 @@ async fn full_scrape_is_off_by_default_and_public_lists_every_torrent_from_a_cac
     assert!(c.get("/scrape").await.failure().contains("info_hash"));
     s.stop().await;
 
-    let config = HttpConfig {
-        full_scrape: tracker_http::FullScrape::Public,
-        full_scrape_cache_secs: 60,
-        ..HttpConfig::default()
-    };
-    let s = Server::start("127.0.0.1:0", &tracker, config)
-        .await
-        .unwrap();
+    let s = public_full_scrape(&tracker).await;
     let mut c = Client::connect(s.addr).await;
     for t in 1..=3u8 {
         for p in 0..u16::from(t) {
