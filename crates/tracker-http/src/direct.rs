@@ -129,22 +129,22 @@ fn uri_char(b: u8) -> bool {
 }
 
 /// The reply's status line and headers, as hyper 1 writes them for a `Connection: close`
-/// request: the handler's headers in the order the hyper service sets them, then
+/// request: the reply's own headers ([`Reply::headers`], which the hyper service sets too), then
 /// `connection: close`, `content-length` and `date`.
 pub fn write_head(out: &mut Vec<u8>, reply: &Reply, date: &[u8]) {
     use std::io::Write as _;
     let status = reply.status;
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\n",
+        "HTTP/1.1 {} {}\r\n",
         status.as_str(),
         status.canonical_reason().unwrap_or("<none>")
     );
-    if reply.vary_encoding {
-        out.extend_from_slice(b"vary: accept-encoding\r\n");
-    }
-    if reply.gzip {
-        out.extend_from_slice(b"content-encoding: gzip\r\n");
+    for (name, value) in reply.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     let _ = write!(
         out,
@@ -234,8 +234,15 @@ pub(crate) fn serve_first(
     let n = match reader.read(&mut buf) {
         Ok(0) => return Outcome::Gone,
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Handoff(Vec::new()),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Outcome::Handoff(Vec::new()),
+        // Nothing there yet, or interrupted: hyper waits for it.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Outcome::Handoff(Vec::new());
+        }
         Err(_) => return Outcome::Gone,
     };
     let bytes = &buf[..n];

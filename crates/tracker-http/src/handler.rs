@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, VARY};
 use hyper::{Method, StatusCode};
 use tracker_core::{AnnounceRequest, Counters, InfoHash, PeerSink, Protocol, Tracker, Verdict};
 
@@ -75,6 +76,26 @@ pub struct Reply {
     /// Whether the body depends on `Accept-Encoding` (every full-scrape reply), so that caches
     /// are told `Vary: accept-encoding`.
     pub vary_encoding: bool,
+}
+
+static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
+static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+static GZIP: HeaderValue = HeaderValue::from_static("gzip");
+
+impl Reply {
+    /// The headers this reply carries, in the order they are sent, besides the framing ones
+    /// hyper adds (`content-length`, `connection`, `date`): `content-type`, then `vary` and
+    /// `content-encoding` when they apply. Both front ends send these, hyper's service and the
+    /// direct path's writer (`crate::direct::write_head`).
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + use<> {
+        [
+            (CONTENT_TYPE, &TEXT_PLAIN, true),
+            (VARY, &ACCEPT_ENCODING, self.vary_encoding),
+            (CONTENT_ENCODING, &GZIP, self.gzip),
+        ]
+        .into_iter()
+        .filter_map(|(name, value, on)| on.then(|| (name, value.clone())))
+    }
 }
 
 /// Per-connection buffers, reused by every request on the connection so that the steady state

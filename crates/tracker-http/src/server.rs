@@ -1,7 +1,9 @@
-//! The accept loop: hyper 1.x HTTP/1.1 with keep-alive on an already-bound tokio listener,
+//! The accept loops: hyper 1.x HTTP/1.1 with keep-alive on an already-bound tokio listener,
 //! after hyper's `graceful_shutdown` example; plain TCP ([`serve_handler`]) or TLS
 //! ([`serve_tls`]), one generic loop monomorphised per [`Transport`], so the plain path has no
-//! box and no extra await.
+//! box and no extra await. One loop per runtime worker shares the listener; on plain TCP a loop
+//! first tries to answer a connection itself (`crate::direct`: one-request `Connection: close`
+//! connections, the listener set to `TCP_DEFER_ACCEPT`) and hands the rest to hyper.
 //!
 //! Each connection is wrapped in [`GuardedIo`] (`crate::guard`), which enforces the request
 //! head limit, the header read timeout (from the accept), the idle timeout and eviction, below
@@ -29,7 +31,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -192,8 +193,6 @@ impl Transport for Tls {
 struct Shared<T> {
     handler: Arc<Handler>,
     transport: T,
-    tracker: Arc<Tracker>,
-    config: Arc<HttpConfig>,
     per_ip: Arc<PerIp>,
     limits: Limits,
     builder: Arc<http1::Builder>,
@@ -228,7 +227,6 @@ async fn serve_on<T: Transport>(
         .max_buf_size(config.hyper_buf_size());
     let graceful = Arc::new(GracefulShutdown::new());
     let shared = Arc::new(Shared {
-        tracker: Arc::clone(handler.tracker()),
         per_ip: Arc::new(PerIp::new(config.max_connections_per_ip)),
         limits: Limits {
             max_head: config.max_head_bytes,
@@ -249,7 +247,6 @@ async fn serve_on<T: Transport>(
         local,
         handler,
         transport,
-        config,
     });
     let name = T::NAME;
     tracing::info!(addr = ?local, "{name} tracker listening");
@@ -272,7 +269,7 @@ async fn serve_on<T: Transport>(
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
     drop(listener);
-    let grace = shared.config.shutdown_timeout();
+    let grace = config.shutdown_timeout();
     drop(shared);
     let shutdown = async move {
         match Arc::try_unwrap(graceful) {
@@ -383,10 +380,13 @@ async fn accept_loop<T: Transport>(
         };
         let accepted = Instant::now();
         let ip = tracker_core::canonical_ip(peer.ip());
-        let ip_slot = if sh.config.is_trusted_proxy(ip) {
+        let ip_slot = if sh.handler.config().is_trusted_proxy(ip) {
             None
         } else {
-            match sh.per_ip.enter(sh.tracker.limiter().source_key(ip)) {
+            match sh
+                .per_ip
+                .enter(sh.handler.tracker().limiter().source_key(ip))
+            {
                 Some(slot) => Some(slot),
                 None => {
                     // Closed at once: this address already holds its share of the slots.
@@ -492,8 +492,6 @@ impl Svc {
     }
 }
 
-static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
-
 impl hyper::service::Service<Request<Incoming>> for Svc {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
@@ -522,16 +520,11 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
             self.peer,
             scratch,
         );
+        let headers = reply.headers();
         let mut resp = Response::new(Full::new(reply.body));
         *resp.status_mut() = reply.status;
-        resp.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN.clone());
-        if reply.vary_encoding {
-            resp.headers_mut()
-                .insert(VARY, HeaderValue::from_static("accept-encoding"));
-        }
-        if reply.gzip {
-            resp.headers_mut()
-                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        for (name, value) in headers {
+            resp.headers_mut().insert(name, value);
         }
         ready(Ok(resp))
     }

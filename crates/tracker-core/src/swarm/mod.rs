@@ -9,7 +9,7 @@
 //! # Layout (why it looks like this)
 //!
 //! Most swarms are small (a handful of peers) and most peers are IPv4, so the common case is
-//! kept inline and tight; everything rarer sits behind one `Option<Box<SwarmExt>>`:
+//! kept inline and tight; everything rarer sits behind one optional boxed `SwarmExt`:
 //!
 //! ```text
 //! Swarm (32 bytes, 4-byte aligned, stored in the map next to its 20-byte key: 52-byte entries)
@@ -19,8 +19,8 @@
 //!                              a pointer and a u16 length, 10 bytes (`inline.rs`)
 //!   v4_seeders, downloaded, epoch: u32
 //!   next_purge: u16            an offset from `epoch`, like the peers' expiries
-//!   ext: Option<Box<SwarmExt>> IPv6 peers, large IPv4 lists, hash indexes of large lists,
-//!                              index entry (name, size)
+//!   ext: PackedBox<SwarmExt>   IPv6 peers, large IPv4 lists, hash indexes of large lists,
+//!                              index entry (name, size); an `Option<Box>`, 4-byte aligned
 //!
 //! Peer<N> (N + 22 bytes, alignment 1, no padding)
 //!   addr [u8; N]    the compact wire form: IP octets then port big-endian (6 or 18 bytes);
